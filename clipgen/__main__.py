@@ -1,0 +1,3 @@
+from clipgen.cli import main
+
+main()

@@ -1,0 +1,236 @@
+"""The command line. The only module that reads argv and talks to the terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from clipgen import __version__
+from clipgen.errors import ClipgenError
+
+app = typer.Typer(
+    name="clipgen",
+    help="Text to image by CLIP-guided optimisation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+presets_app = typer.Typer(help="List and inspect presets.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+GEN = "Generator"
+GUIDE = "Guidance (CLIP)"
+OPT = "Optimisation"
+OUT = "Output"
+CFG = "Settings"
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clipgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """clipgen: a differentiable generator makes an image, CLIP scores it against your
+    prompt, and gradients flow back until the image matches."""
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return [] if items == ["none"] else items
+
+
+@app.command(no_args_is_help=True)
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="What to draw: 'a red apple:1.5|blurry:-0.5'.")] = None,
+    generator: Annotated[Optional[str], typer.Option("--generator", "-g", help="pixels, fourier, … (see README).",
+                                                     rich_help_panel=GEN)] = None,
+    size: Annotated[Optional[str], typer.Option(help="Image size WxH, e.g. 256x256.", rich_help_panel=GEN)] = None,
+    init_image: Annotated[Optional[str], typer.Option(help="Start from this image.", rich_help_panel=GEN)] = None,
+    init_weight: Annotated[Optional[float], typer.Option(help="Keep close to the init image (pixel MSE weight).",
+                                                         rich_help_panel=GEN)] = None,
+    clip: Annotated[Optional[list[str]], typer.Option(
+        "--clip", help="CLIP model, repeatable: ViT-B-32:openai, a local folder, ARCH:FILE, NAME@weight.",
+        rich_help_panel=GUIDE)] = None,
+    image_prompt: Annotated[Optional[list[str]], typer.Option(
+        help="Image prompt PATH[:weight], repeatable.", rich_help_panel=GUIDE)] = None,
+    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.", rich_help_panel=GUIDE)] = None,
+    cut_pow: Annotated[Optional[float], typer.Option(help="Cutout size power (>1: smaller crops).",
+                                                     rich_help_panel=GUIDE)] = None,
+    augment: Annotated[Optional[list[str]], typer.Option(
+        help="Augmentations: affine,perspective,flip,jitter,erasing,sharpness,grayscale,noise or none.",
+        rich_help_panel=GUIDE)] = None,
+    tv_weight: Annotated[Optional[float], typer.Option(help="Total-variation smoothing weight.",
+                                                       rich_help_panel=GUIDE)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.", rich_help_panel=OPT)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the generator's).",
+                                                rich_help_panel=OPT)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.", rich_help_panel=OPT)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: drawn and recorded).",
+                                                rich_help_panel=OPT)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.",
+                                                  rich_help_panel=OPT)] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output directory (a folder per run inside).",
+                                               rich_help_panel=OUT)] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps; 0 for none.",
+                                                      rich_help_panel=OUT)] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write an mp4 of the frames.",
+                                                  rich_help_panel=OUT)] = None,
+    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Write an animated gif of the frames.",
+                                                rich_help_panel=OUT)] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Frames per second for video/gif.", rich_help_panel=OUT)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.",
+                                        rich_help_panel=OUT)] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.",
+                                               rich_help_panel=OUT)] = False,
+    preset: Annotated[Optional[str], typer.Option(help="Preset name or .toml path (flags override it).",
+                                                  rich_help_panel=CFG)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Any setting as key=value, e.g. --set fourier.decay=1.5 (repeatable).",
+        rich_help_panel=CFG)] = None,
+    offline: Annotated[Optional[bool], typer.Option("--offline/--online", help="Never touch the network.",
+                                                    rich_help_panel=CFG)] = None,
+) -> None:
+    """Generate an image for PROMPT."""
+    from clipgen.settings import resolve_run_settings
+
+    flags = {
+        "prompt": prompt, "generator": generator, "size": size, "init_image": init_image,
+        "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
+        "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
+        "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
+        "save_every": save_every, "video": video, "gif": gif, "fps": fps, "offline": offline or _env_offline(),
+    }
+    settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
+    _run_generate(settings, quiet=quiet, json_summary=json_summary)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _env_offline() -> bool | None:
+    import os
+
+    return True if os.environ.get("CLIPGEN_OFFLINE", "").lower() in ("1", "true", "yes") else None
+
+
+def _run_generate(settings, quiet: bool, json_summary: bool) -> None:
+    from clipgen.api import run
+
+    from clipgen.progress import ProgressBar
+
+    console = _stderr()
+    progress = None if quiet else ProgressBar(console)
+    try:
+        with progress or _nothing():
+            result = run(settings, callbacks=[progress] if progress else [])
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the last image and run.json were saved")
+        raise typer.Exit(130)
+    if json_summary:
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+    elif not quiet:
+        from clipgen.progress import print_summary
+
+        print_summary(console, result)
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """Name, generator and description of every preset."""
+    from rich.table import Table
+
+    from clipgen.presets import available_presets, load_preset
+
+    table = Table("preset", "generator", "description")
+    for name in available_presets():
+        preset = load_preset(name)
+        table.add_row(name, str(preset.values.get("generator", "(default)")), preset.description)
+    _stdout().print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml path.")]) -> None:
+    """The fully resolved settings of a preset, as TOML-like key = value lines."""
+    from clipgen.settings import resolve_run_settings
+
+    settings = resolve_run_settings(preset=name)
+    console = _stdout()
+    for key, value in settings.to_dict().items():
+        if isinstance(value, dict):
+            continue
+        console.print(f"{key} = {json.dumps(value)}")
+    section = settings.to_dict()[settings.generator]
+    if section:
+        console.print(f"\n[{settings.generator}]", markup=False)
+        for key, value in section.items():
+            console.print(f"{key} = {json.dumps(value)}")
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=_stderr(), show_time=False, show_path=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("clipgen")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # Third-party libraries (huggingface_hub retries, open_clip) log at WARNING through the
+    # root logger; their failures reach the user as our own one-line errors instead.
+    logging.getLogger().setLevel(logging.ERROR + 10)
+
+
+# Recent typer vendors its own click; older ones use click itself. Catch both.
+_EXIT = tuple({typer.Exit, click.exceptions.Exit})
+_ABORT = tuple({typer.Abort, click.exceptions.Abort})
+_USAGE = tuple({getattr(typer, "TyperException", click.ClickException), click.ClickException})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every user error becomes one line on stderr and exit status 2."""
+    _setup_logging()
+    try:
+        app(args=argv, prog_name="clipgen", standalone_mode=False)
+    except _EXIT as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _ABORT:
+        sys.exit(130)
+    except _USAGE as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        sys.stderr.write(f"clipgen: error: {message}\n")
+        sys.exit(2)
+    except ClipgenError as exc:
+        sys.stderr.write(f"clipgen: error: {exc}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,31 @@
+"""Registry of generators: ``{name: "module:Class"}``, imported only when used.
+
+Adding a generator is one file implementing :class:`clipgen.generators.base.Generator`
+plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from clipgen.errors import SettingsError, did_you_mean
+
+GENERATORS: dict[str, str] = {
+    "pixels": "clipgen.generators.pixels:PixelGenerator",
+    "fourier": "clipgen.generators.fourier:FourierGenerator",
+}
+
+
+def generator_names() -> list[str]:
+    return sorted(GENERATORS)
+
+
+def get_generator_class(name: str):
+    try:
+        target = GENERATORS[name]
+    except KeyError:
+        raise SettingsError(
+            f"unknown generator {name!r}; {did_you_mean(name, GENERATORS)}"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,35 @@
+"""Raw RGB pixels through a sigmoid: the simplest possible generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.typed import option
+
+
+@dataclass(frozen=True)
+class PixelOptions:
+    init_std: float = option(1.0, help="Std of the random logits at start", min=0.0, max=10.0)
+
+
+class PixelGenerator(Generator):
+    """Parameters are per-pixel logits; the image is their sigmoid."""
+
+    default_lr = 0.05
+    Options = PixelOptions
+
+    def __init__(self, size: tuple[int, int], options: PixelOptions, context: GeneratorContext):
+        super().__init__(size, options, context)
+        logits = torch.randn(1, 3, self.height, self.width, device=context.device) * options.init_std
+        self.logits = nn.Parameter(logits)
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        self.logits.copy_(torch.logit(image.clamp(1e-3, 1 - 1e-3)))

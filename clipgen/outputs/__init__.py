@@ -1,0 +1,1 @@
+"""Writers for everything a run leaves on disk; all writes are atomic."""

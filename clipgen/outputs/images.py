@@ -1,0 +1,45 @@
+"""PNG writing with the run's prompt, seed and settings embedded as text chunks."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from clipgen.outputs.atomic import write_bytes
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> RGB PIL image (rounded, not truncated)."""
+    if image.dim() == 4:
+        image = image[0]
+    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
+    info = PngInfo()
+    for key, value in (metadata or {}).items():
+        info.add_itxt(key, value)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_png(path: str | Path, image: Image.Image, metadata: dict[str, str] | None = None) -> Path:
+    write_bytes(path, png_bytes(image, metadata))
+    return Path(path)
+
+
+def run_metadata(prompt: str, seed: int, settings: dict) -> dict[str, str]:
+    return {
+        "prompt": prompt,
+        "seed": str(seed),
+        "clipgen:settings": json.dumps(settings, sort_keys=True),
+        "Software": "clipgen",
+    }

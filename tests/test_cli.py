@@ -1,0 +1,177 @@
+"""End-to-end runs through the CLI with the tiny local CLIP."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clipgen.settings import Settings
+
+
+def _generate(run_cli, tiny_clip, out, *extra):
+    return run_cli(["generate", "a red apple", "--clip", tiny_clip, "--size", "64x64", "--steps", "20",
+                    "--cutn", "8", "--seed", "3", "--out", out, "-q", "--json", *extra])
+
+
+def _count_mp4_frames(path: Path) -> int:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    next(reader)  # metadata
+    return sum(1 for _ in reader)
+
+
+@pytest.mark.parametrize("generator", ["pixels", "fourier"])
+def test_end_to_end_files_video_and_similarity(run_cli, tiny_clip, tmp_path, generator):
+    code, out, err = _generate(run_cli, tiny_clip, tmp_path, "--generator", generator,
+                               "--save-every", "5", "--video", "--gif")
+    assert code == 0, err
+    summary = json.loads(out)
+    folder = tmp_path / "a-red-apple"
+    image = Image.open(folder / "a-red-apple.png")
+    assert image.size == (64, 64)
+    # frames at steps 0, 5, 10, 15, 20
+    frames = sorted((folder / "frames").glob("*.png"))
+    assert [f.name for f in frames] == [f"{s:06d}.png" for s in (0, 5, 10, 15, 20)]
+    assert _count_mp4_frames(folder / "a-red-apple.mp4") == len(frames)
+    assert Image.open(folder / "a-red-apple.gif").n_frames == len(frames)
+    record = json.loads((folder / "run.json").read_text())
+    assert record["status"] == "finished"
+    settings = Settings.from_dict(record["settings"])
+    assert settings.generator == generator and settings.size == (64, 64) and settings.seed == 3
+    assert Settings.from_dict(settings.to_dict()) == settings
+    assert len(record["history"]) == 20
+    # the optimisation did its job: the clean image matches the prompt better than at the start
+    assert summary["final_similarity"] > summary["initial_similarity"]
+    # PNGs carry the prompt, seed and settings
+    assert image.text["prompt"] == "a red apple" and image.text["seed"] == "3"
+    assert json.loads(image.text["clipgen:settings"])["generator"] == generator
+
+
+def test_same_seed_gives_identical_png_bytes(run_cli, tiny_clip, tmp_path):
+    for _ in range(2):
+        code, _, err = _generate(run_cli, tiny_clip, tmp_path, "--save-every", "0")
+        assert code == 0, err
+    first = (tmp_path / "a-red-apple" / "a-red-apple.png").read_bytes()
+    second = (tmp_path / "a-red-apple-2" / "a-red-apple.png").read_bytes()
+    assert first == second
+
+
+def test_different_seed_gives_different_image(run_cli, tiny_clip, tmp_path):
+    _generate(run_cli, tiny_clip, tmp_path / "a", "--save-every", "0")
+    _generate(run_cli, tiny_clip, tmp_path / "b", "--save-every", "0", "--seed", "4")
+    assert (tmp_path / "a/a-red-apple/a-red-apple.png").read_bytes() != \
+        (tmp_path / "b/a-red-apple/a-red-apple.png").read_bytes()
+
+
+def test_image_prompt_and_init_image(run_cli, tiny_clip, tmp_path):
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (50, 30), (200, 30, 30)).save(picture)
+    code, out, err = run_cli(["generate", "--image-prompt", f"{picture}:2", "--init-image", picture,
+                              "--clip", tiny_clip, "--size", "32x32", "--steps", "3", "--cutn", "2",
+                              "--out", tmp_path / "o", "-q", "--json", "--save-every", "0"])
+    assert code == 0, err
+    assert Path(json.loads(out)["files"]["image"]).name == "in.png"
+    # started from the red init image, three small steps later it is still mostly red
+    red, green, blue = Image.open(json.loads(out)["files"]["image"]).resize((1, 1)).getpixel((0, 0))
+    assert red > 120 and green < 100 and blue < 100
+
+
+BAD_INPUTS = [
+    (["generate", "a||b"], "empty part"),
+    (["generate", ""], "empty prompt"),
+    (["generate", "x", "--size", "0x64"], "below the minimum"),
+    (["generate", "x", "--size", "64"], "expected 2 values"),
+    (["generate", "x", "--steps", "-5"], "below the minimum"),
+    (["generate", "x", "--steps", "abc"], "--steps"),
+    (["generate", "x", "--cutn", "0"], "below the minimum"),
+    (["generate", "x", "--generator", "vqgann2"], "unknown generator"),
+    (["generate", "x", "--optimizer", "adan"], "not one of adam, adamw, sgd"),
+    (["generate", "x", "--augment", "blur9"], "unknown augmentation"),
+    (["generate", "x", "--preset", "nosuchpreset"], "unknown preset"),
+    (["generate", "x", "--set", "nosuch=1"], "unknown setting 'nosuch'"),
+    (["generate", "x", "--init-image", "/nonexistent/init.png"], "does not exist"),
+    (["generate", "x", "--image-prompt", "NOTANIMAGE"], "is not an image"),
+    (["generate", "x", "--device", "tpu"], "unknown device"),
+    (["generate", "x", "--video", "--save-every", "0"], "need frames"),
+    (["generate", "x", "--bogus-flag"], "No such option"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BAD_INPUTS, ids=[" ".join(a[1:])[:40] for a, _ in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(run_cli, tiny_clip, tmp_path, args, fragment):
+    not_an_image = tmp_path / "not-an-image.png"
+    not_an_image.write_text("hello")
+    args = [str(not_an_image) if a == "NOTANIMAGE" else a for a in args]
+    out_dir = tmp_path / "out"
+    code, _, err = run_cli([*args, "--clip", tiny_clip, "--out", out_dir, "-q"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clipgen: error:"), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+    assert not out_dir.exists()
+
+
+def test_unknown_clip_and_missing_weights(run_cli, tmp_path):
+    code, _, err = run_cli(["generate", "x", "--clip", "ViT-B-99:openai", "--out", tmp_path / "o", "-q"])
+    assert code == 2 and "unknown CLIP architecture 'ViT-B-99'" in err
+    code, _, err = run_cli(["generate", "x", "--clip", "ViT-B-32:openai", "--offline", "--out", tmp_path / "o", "-q"])
+    assert code == 2 and "not cached" in err and "--clip DIR" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_output_directory(run_cli, tiny_clip, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run_cli(["generate", "x", "--clip", tiny_clip, "--out", blocker / "sub", "-q"])
+    assert code == 2 and "is a file" in err
+
+
+def test_corrupt_clip_checkpoint(run_cli, tiny_clip, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken-clip"
+    shutil.copytree(tiny_clip, broken)
+    weights = broken / "open_clip_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _, err = run_cli(["generate", "x", "--clip", broken, "--out", tmp_path / "o", "-q"])
+    assert code == 2 and "could not be loaded" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_version_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "clipgen", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    from clipgen import __version__
+
+    assert result.stdout.strip() == f"clipgen {__version__}"
+
+
+def test_real_process_error_has_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "clipgen", "generate", "x", "--steps", "nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_presets_commands(run_cli):
+    code, out, _ = run_cli(["presets", "list"])
+    assert code == 0 and "draft" in out and "fourier" in out
+    code, out, _ = run_cli(["presets", "show", "draft"])
+    assert code == 0 and "steps = 100" in out and "size = [128, 128]" in out
+
+
+def test_python_api_example_runs(tiny_clip, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "python_api.py"), "--clip", tiny_clip,
+         "--out", str(tmp_path), "--steps", "4"],
+        capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after 4 steps" in result.stdout
+    assert (tmp_path / "a-watercolour-lighthouse-at-dusk-blurry-0-3" / "run.json").exists()
