@@ -101,7 +101,17 @@ def prepare(settings: Settings) -> Prepared:
     device = resolve_device(settings.device)
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
+    if not settings.offline and env_offline():
+        settings = replace(settings, offline=True)
     return Prepared(settings, device, prompts, image_prompts, init_image)
+
+
+def env_offline() -> bool:
+    """CLIPGEN_OFFLINE=1 (or HF_HUB_OFFLINE=1) means: never touch the network."""
+    import os
+
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("CLIPGEN_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def seed_everything(seed: int) -> None:

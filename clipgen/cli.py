@@ -125,7 +125,7 @@ def generate(
         "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
         "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
         "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
-        "save_every": save_every, "video": video, "gif": gif, "fps": fps, "offline": offline or _env_offline(),
+        "save_every": save_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
     }
     settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
     _run_generate(settings, quiet=quiet, json_summary=json_summary)
@@ -134,12 +134,6 @@ def generate(
 @contextlib.contextmanager
 def _nothing():
     yield
-
-
-def _env_offline() -> bool | None:
-    import os
-
-    return True if os.environ.get("CLIPGEN_OFFLINE", "").lower() in ("1", "true", "yes") else None
 
 
 def _run_generate(settings, quiet: bool, json_summary: bool) -> None:
