@@ -13,6 +13,7 @@ from clipgen.errors import SettingsError, did_you_mean
 GENERATORS: dict[str, str] = {
     "pixels": "clipgen.generators.pixels:PixelGenerator",
     "fourier": "clipgen.generators.fourier:FourierGenerator",
+    "clipdraw": "clipgen.generators.clipdraw:ClipDrawGenerator",
 }
 
 

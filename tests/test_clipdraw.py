@@ -1,0 +1,173 @@
+"""The CLIPDraw generator: options, parameters, SVG, preset, and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipgen.errors import SettingsError
+from clipgen.generators import get_generator_class
+from clipgen.generators.base import GeneratorContext, VectorGraphic
+from clipgen.generators.clipdraw import ClipDrawGenerator, ClipDrawOptions, random_strokes
+from clipgen.settings import resolve_run_settings
+
+CPU = GeneratorContext(device=torch.device("cpu"))
+SVG = "{http://www.w3.org/2000/svg}"
+PRESET = Path(__file__).resolve().parent.parent / "presets" / "clipdraw.toml"
+
+
+def make(size=(48, 32), **options) -> ClipDrawGenerator:
+    torch.manual_seed(0)
+    return ClipDrawGenerator(size, ClipDrawOptions(**{"strokes": 12, **options}), CPU)
+
+
+def test_registered_and_a_vector_graphic():
+    assert get_generator_class("clipdraw") is ClipDrawGenerator
+    assert isinstance(make(), VectorGraphic)
+
+
+@pytest.mark.parametrize("kwargs", [{"opacity": False}, {"closed": True, "segments": 3}, {}])
+def test_forward_is_an_image_of_the_canvas_size(kwargs):
+    generator = make(**kwargs)
+    image = generator()
+    assert image.shape == (1, 3, 32, 48) and image.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1
+    assert (image < 1).any()  # strokes drawn over the white background
+
+
+def test_initial_strokes_follow_clipdraw():
+    points = random_strokes(500, 2, 0.1, (200, 100), torch.Generator().manual_seed(0))
+    assert points.shape == (500, 7, 2)
+    steps = (points[:, 1:] - points[:, :-1]) / torch.tensor([200.0, 100.0])
+    assert steps.abs().max() <= 0.05 + 1e-6  # each point within radius/2 of the last
+    starts = points[:, 0] / torch.tensor([200.0, 100.0])
+    assert 0 <= starts.min() and starts.max() <= 1
+
+
+def test_seeded_init_is_reproducible():
+    assert torch.equal(make().points, make().points)
+
+
+def test_param_groups_scale_with_lr():
+    generator = make()
+    groups = generator.param_groups(2.0)
+    assert [g["lr"] for g in groups] == [2.0, 0.2, 0.02]
+    names = {id(p) for g in groups for p in g["params"]}
+    assert names == {id(p) for p in generator.parameters()}
+    assert ClipDrawGenerator.default_lr == 1.0
+
+
+def test_fixed_opacity_is_not_learnt():
+    generator = make(opacity=False)
+    assert all(p is not generator.alpha for p in generator.parameters())
+    assert torch.equal(generator.colors()[:, 3], torch.ones(12))
+
+
+def test_constrain_clamps_widths_and_colours():
+    generator = make(min_width=2.0, max_width=5.0)
+    with torch.no_grad():
+        generator.widths[:3] = torch.tensor([0.5, 3.0, 9.0])
+        generator.rgb[0] = torch.tensor([-1.0, 0.5, 2.0])
+        generator.alpha[0] = 1.5
+    generator.constrain_()
+    assert generator.widths[:3].tolist() == [2.0, 3.0, 5.0]
+    assert generator.rgb[0].tolist() == [0.0, 0.5, 1.0] and generator.alpha[0].item() == 1.0
+    assert (generator.widths >= 2.0).all()  # the initial width obeys min_width too
+
+
+def test_an_optimiser_step_moves_every_parameter_kind():
+    generator = make(size=(32, 32), strokes=8, radius=0.4, init_width=3.0)
+    optimizer = torch.optim.Adam(generator.param_groups(1.0))
+    before = [p.detach().clone() for p in generator.parameters()]
+    target = torch.zeros(1, 3, 32, 32)
+    loss = (generator() - target).square().mean()
+    loss.backward()
+    optimizer.step()
+    generator.constrain_()
+    for old, new in zip(before, generator.parameters()):
+        assert not torch.equal(old, new)
+
+
+def test_svg_has_every_stroke_and_the_background():
+    generator = make(background="#102030", segments=2)
+    root = ET.fromstring(generator.to_svg())
+    assert root.get("width") == "48" and root.get("height") == "32"
+    assert root.find(f"{SVG}rect").get("fill") == "#102030"
+    paths = root.findall(f"{SVG}path")
+    assert len(paths) == 12 and all(p.get("d").count("C") == 2 for p in paths)
+    assert all(p.get("stroke-linecap") == "round" for p in paths)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"background": "whit"}, "clipdraw.background: 'whit' is not a colour"),
+        ({"background": "#12345"}, "#rrggbb"),
+        ({"min_width": 10.0, "max_width": 5.0}, "lower min_width or raise max_width"),
+    ],
+)
+def test_bad_options_raise_settings_errors(options, message):
+    with pytest.raises(SettingsError, match=message):
+        ClipDrawOptions(**options)
+
+
+def test_set_assignments_are_validated():
+    settings = resolve_run_settings(flags={"generator": "clipdraw"},
+                                    assignments=["clipdraw.strokes=16", "clipdraw.background=#fff"])
+    assert settings.options.strokes == 16 and settings.options.background == "#fff"
+    with pytest.raises(SettingsError, match="clipdraw.segments"):
+        resolve_run_settings(flags={"generator": "clipdraw"}, assignments=["clipdraw.segments=4"])
+    with pytest.raises(SettingsError, match="not a colour"):
+        resolve_run_settings(flags={"generator": "clipdraw"}, assignments=["clipdraw.background=nope"])
+
+
+def test_preset_resolves():
+    settings = resolve_run_settings(preset=str(PRESET))
+    assert settings.generator == "clipdraw" and settings.size == (224, 224)
+    assert settings.options == ClipDrawOptions(strokes=256)
+    assert resolve_run_settings(preset="clipdraw").options.strokes == 256
+
+
+# --- end to end -------------------------------------------------------------------------
+
+
+def test_generate_end_to_end(tiny_clip, tmp_path):
+    import clipgen
+
+    result = clipgen.generate(
+        "a red apple", generator="clipdraw", clip=[tiny_clip], size=(64, 64), steps=20, cutn=8,
+        seed=0, out=str(tmp_path), save_every=5, clipdraw={"strokes": 16},
+    )
+    assert result.image.size == (64, 64)
+    assert all(math.isfinite(h["loss"]) for h in result.history) and len(result.history) == 20
+    assert result.final_similarity > result.initial_similarity
+    svg = Path(result.paths["svg"])
+    assert svg.is_file() and svg.parent == Path(result.paths["folder"])
+    root = ET.parse(svg).getroot()
+    assert root.tag == f"{SVG}svg" and len(root.findall(f"{SVG}path")) == 16
+    assert Path(result.paths["image"]).is_file() and len(result.paths["frames"]) >= 4
+
+
+def test_cli_writes_png_and_svg(run_cli, tiny_clip, tmp_path):
+    code, out, err = run_cli(["generate", "a red apple", "--generator", "clipdraw", "--clip", tiny_clip,
+                              "--size", "64x64", "--steps", "20", "--cutn", "8", "--seed", "0",
+                              "--set", "clipdraw.strokes=16", "--out", tmp_path, "-q", "--json"])
+    assert code == 0, err
+    folder = tmp_path / "a-red-apple"
+    root = ET.parse(folder / "a-red-apple.svg").getroot()
+    assert root.get("width") == "64" and len(root.findall(f"{SVG}path")) == 16
+    summary = json.loads(out)
+    assert summary["final_similarity"] > summary["initial_similarity"]
+
+
+def test_cli_rejects_a_bad_background_in_one_line(run_cli, tiny_clip, tmp_path):
+    code, _, err = run_cli(["generate", "a red apple", "--generator", "clipdraw", "--clip", tiny_clip,
+                            "--set", "clipdraw.background=blurple", "--out", tmp_path])
+    assert code == 2
+    assert "clipdraw.background" in err and "#rrggbb" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written
