@@ -1,0 +1,1 @@
+"""The offline toy world: procedurally drawn, captioned shapes, and models trained on them."""
