@@ -25,6 +25,15 @@ app = typer.Typer(
 presets_app = typer.Typer(help="List and inspect presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
+
+def _mount_subcommands() -> None:
+    from clipgen.cli_models import models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_mount_subcommands()
+
 GEN = "Generator"
 GUIDE = "Guidance (CLIP)"
 OPT = "Optimisation"
@@ -75,6 +84,12 @@ def generate(
     init_image: Annotated[Optional[str], typer.Option(help="Start from this image.", rich_help_panel=GEN)] = None,
     init_weight: Annotated[Optional[float], typer.Option(help="Keep close to the init image (pixel MSE weight).",
                                                          rich_help_panel=GEN)] = None,
+    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN model name (see `clipgen models list`).",
+                                                 rich_help_panel=GEN)] = None,
+    vqgan_config: Annotated[Optional[str], typer.Option(help="Local VQGAN .yaml (with --vqgan-checkpoint).",
+                                                        rich_help_panel=GEN)] = None,
+    vqgan_checkpoint: Annotated[Optional[str], typer.Option(help="Local VQGAN .ckpt (with --vqgan-config).",
+                                                            rich_help_panel=GEN)] = None,
     clip: Annotated[Optional[list[str]], typer.Option(
         "--clip", help="CLIP model, repeatable: ViT-B-32:openai, a local folder, ARCH:FILE, NAME@weight.",
         rich_help_panel=GUIDE)] = None,
@@ -127,6 +142,9 @@ def generate(
         "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
         "save_every": save_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
     }
+    vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
+    if any(v is not None for v in vqgan_flags.values()):
+        flags["vqgan"] = {k: v for k, v in vqgan_flags.items() if v is not None}
     settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
     _run_generate(settings, quiet=quiet, json_summary=json_summary)
 

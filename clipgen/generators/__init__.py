@@ -14,6 +14,7 @@ GENERATORS: dict[str, str] = {
     "pixels": "clipgen.generators.pixels:PixelGenerator",
     "fourier": "clipgen.generators.fourier:FourierGenerator",
     "clipdraw": "clipgen.generators.clipdraw:ClipDrawGenerator",
+    "vqgan": "clipgen.generators.vqgan:VQGANGenerator",
 }
 
 
