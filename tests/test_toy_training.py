@@ -28,3 +28,17 @@ def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path):
     assert perceptor.input_sizes == (64,)
     embeds = perceptor.models[0].encode_text(["a red star on a blue background"])
     assert embeds.shape == (1, 128)
+
+
+def test_train_judge_few_steps_and_reload(tmp_path):
+    from clipgen.toy.judge import HEADS, JudgeConfig, load_judge, read_attributes, train_judge
+    from clipgen.toy.world import sample
+
+    metrics = train_judge(JudgeConfig(steps=2, batch_size=8, eval_images=8, threads=1), out_dir=tmp_path)
+    assert set(metrics["accuracy"]) == set(HEADS)
+    judge = load_judge(tmp_path / "judge.safetensors")
+    seen = read_attributes(judge, [sample(1).image, sample(2).image])
+    assert len(seen) == 2
+    for attributes in seen:
+        assert set(attributes) == set(HEADS)
+        assert all(attributes[name] in HEADS[name] for name in HEADS)
