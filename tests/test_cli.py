@@ -175,3 +175,13 @@ def test_python_api_example_runs(tiny_clip, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "after 4 steps" in result.stdout
     assert (tmp_path / "a-watercolour-lighthouse-at-dusk-blurry-0-3" / "run.json").exists()
+
+
+def test_vqgan_weights_missing_offline_names_the_download_command(run_cli, tiny_clip, tmp_path, monkeypatch):
+    pytest.importorskip("taming", reason="needs the vqgan extra")
+    monkeypatch.setenv("CLIPGEN_HOME", str(tmp_path / "empty-cache"))
+    code, _, err = run_cli(["generate", "x", "--generator", "vqgan", "--clip", tiny_clip, "--offline",
+                            "--size", "64x64", "--out", tmp_path / "o", "-q"])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "clipgen models download imagenet-f16-16384" in err
+    assert not (tmp_path / "o").exists()
