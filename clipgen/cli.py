@@ -28,8 +28,10 @@ app.add_typer(presets_app, name="presets")
 
 def _mount_subcommands() -> None:
     from clipgen.cli_models import models_app
+    from clipgen.cli_toy import toy_app
 
     app.add_typer(models_app, name="models")
+    app.add_typer(toy_app, name="toy")
 
 
 _mount_subcommands()

@@ -42,3 +42,23 @@ def test_train_judge_few_steps_and_reload(tmp_path):
     for attributes in seen:
         assert set(attributes) == set(HEADS)
         assert all(attributes[name] in HEADS[name] for name in HEADS)
+
+
+def test_toy_cli_judge_reports_attributes(run_cli, tmp_path):
+    import json as _json
+
+    from clipgen.toy.judge import JudgeConfig, train_judge
+    from clipgen.toy.world import Label, sample
+
+    train_judge(JudgeConfig(steps=1, batch_size=8, eval_images=4, threads=1), out_dir=tmp_path)
+    image = tmp_path / "star.png"
+    sample(3, label=Label("red", "star", "blue", "large", 1, "center")).image.save(image)
+    code, out, err = run_cli(["toy", "judge", image, "--prompt", "a red star on a blue background",
+                              "--judge", tmp_path / "judge.safetensors", "--json"])
+    assert code == 0, err
+    attributes = _json.loads(out)["attributes"]
+    assert set(attributes) == {"colour", "shape", "background", "count"}
+    assert attributes["colour"]["prompt"] == "red" and isinstance(attributes["colour"]["ok"], bool)
+    code, _, err = run_cli(["toy", "judge", image, "--prompt", "a red star",
+                            "--judge", tmp_path / "missing.safetensors"])
+    assert code == 2 and "clipgen toy train-judge" in err

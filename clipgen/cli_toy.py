@@ -1,0 +1,104 @@
+"""`clipgen toy …`: train the offline toy-world models and judge images against prompts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+toy_app = typer.Typer(help="The offline toy world: train its models, judge images.", no_args_is_help=True)
+
+SHIPPED_JUDGE = Path(__file__).resolve().parent / "toy" / "models" / "judge.safetensors"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _progress(total: int, what: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=_console())
+    task = progress.add_task(what, total=total, loss="–")
+
+    def on_step(step: int, loss: float) -> None:
+        progress.update(task, completed=step, loss=f"{loss:.3f}")
+
+    return progress, on_step
+
+
+@toy_app.command("train-clip")
+def train_clip_command(
+    out: Annotated[Path, typer.Option(help="Folder for open_clip_config.json + weights.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1500,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 256,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the toy CLIP from scratch on the shapes world (CPU)."""
+    from clipgen.toy.train_clip import TrainConfig, train
+
+    config = TrainConfig(steps=steps, batch_size=batch_size, threads=threads, seed=seed,
+                         pool_batches=min(300, steps))
+    progress, on_step = _progress(steps, "train-clip")
+    with progress:
+        metrics = train(config, out_dir=out, on_step=on_step)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+
+
+@toy_app.command("train-judge")
+def train_judge_command(
+    out: Annotated[Path, typer.Option(help="Folder for judge.safetensors.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 128,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+) -> None:
+    """Train the judge: a supervised CNN reading colour, shape, background, position, count."""
+    from clipgen.toy.judge import JudgeConfig, train_judge
+
+    progress, on_step = _progress(steps, "train-judge")
+    with progress:
+        metrics = train_judge(JudgeConfig(steps=steps, batch_size=batch_size, threads=threads),
+                              out_dir=out, on_step=on_step)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+
+
+@toy_app.command("judge")
+def judge_command(
+    image: Annotated[str, typer.Argument(help="Image file (resized to 64×64).")],
+    prompt: Annotated[str, typer.Option(help="The prompt the image should show.")],
+    judge: Annotated[Optional[Path], typer.Option(help="judge.safetensors (default: the shipped one).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Which attributes of PROMPT the image shows, as read by the judge."""
+    from clipgen.errors import ModelError, PromptError
+    from clipgen.inputs import load_image
+    from clipgen.toy.judge import load_judge, read_attributes
+    from clipgen.toy.vocab import prompt_attributes
+
+    path = judge or SHIPPED_JUDGE
+    if not path.is_file():
+        raise ModelError(f"judge weights {path} not found; train them with "
+                         "`clipgen toy train-judge --out DIR` and pass --judge DIR/judge.safetensors")
+    wanted = prompt_attributes(prompt)
+    if not wanted:
+        raise PromptError(f"prompt {prompt!r} names no toy-world attribute (colour, shape, background, position)")
+    seen = read_attributes(load_judge(path), [load_image(image, "image")])[0]
+    verdict = {name: {"prompt": value, "image": seen[name], "ok": seen[name] == value}
+               for name, value in wanted.items()}
+    if json_out:
+        sys.stdout.write(json.dumps({"image": image, "prompt": prompt, "attributes": verdict}, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("attribute", "prompt", "image", "match")
+    for name, row in verdict.items():
+        table.add_row(name, str(row["prompt"]), str(row["image"]), "yes" if row["ok"] else "no")
+    Console(highlight=False).print(table)
