@@ -1,10 +1,11 @@
-"""The Python API, which the CLI itself calls: ``clipgen.generate(prompt, **settings)``."""
+"""The Python API, which the CLI itself calls: ``clipgen.generate(prompt, **settings)``,
+``clipgen.api.resume(folder)``."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import random
 import resource
 import sys
 import time
@@ -15,10 +16,20 @@ from typing import Any, Iterable
 import torch
 
 from clipgen import __version__
-from clipgen.errors import PromptError, SettingsError
+from clipgen.errors import ClipgenError, OutputError
+from clipgen.session import Session, build_session
 from clipgen.settings import Settings, resolve_run_settings
 
 log = logging.getLogger("clipgen")
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class RunInterrupted(Exception):
+    """The run stopped on Ctrl-C/SIGTERM after saving its state; ``clipgen resume`` continues it."""
+
+    def __init__(self, folder: Path, step: int):
+        super().__init__(f"interrupted at step {step}; resume with: clipgen resume {folder}")
+        self.folder, self.step = folder, step
 
 
 @dataclass
@@ -64,152 +75,136 @@ def generate(prompt: str | None = None, *, preset: str | None = None, set: list[
     return run(resolve_run_settings(preset=preset, flags=flags, assignments=set), callbacks=callbacks)
 
 
-@dataclass
-class Prepared:
-    """Everything a run needs, validated and loaded before anything is written."""
-
-    settings: Settings
-    device: torch.device
-    prompts: list
-    image_prompts: list
-    init_image: Any  # PIL image or None
-
-
-def prepare(settings: Settings) -> Prepared:
-    """Validate inputs that can be checked without loading models; raise before writing anything."""
-    from clipgen.cutouts import check_augmentations
-    from clipgen.devices import resolve_device
-    from clipgen.generators import get_generator_class
-    from clipgen.inputs import load_image
-    from clipgen.outputs.naming import check_writable
-    from clipgen.prompts import parse_image_prompt, parse_prompts
-
-    prompts = parse_prompts(settings.prompt)
-    image_prompts = []
-    for spec in settings.image_prompts:
-        parsed = parse_image_prompt(spec)
-        image_prompts.append((load_image(parsed.path, "image prompt"), parsed.weight))
-    if not prompts and not image_prompts:
-        raise PromptError("empty prompt; give a text prompt or --image-prompt PATH")
-    check_augmentations(settings.augment)
-    if (settings.video or settings.gif) and settings.save_every == 0:
-        raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
-    generator_cls = get_generator_class(settings.generator)
-    generator_cls.check_size(settings.width, settings.height, settings.options)
-    init_image = load_image(settings.init_image, "init image") if settings.init_image else None
-    check_writable(settings.out)
-    device = resolve_device(settings.device)
-    if settings.seed is None:
-        settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    if not settings.offline and env_offline():
-        settings = replace(settings, offline=True)
-    return Prepared(settings, device, prompts, image_prompts, init_image)
-
-
-def env_offline() -> bool:
-    """CLIPGEN_OFFLINE=1 (or HF_HUB_OFFLINE=1) means: never touch the network."""
-    import os
-
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("CLIPGEN_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def run_slug(settings: Settings) -> str:
+    """The name of a run's folder and files: a safe slug of the prompt (or image prompt)."""
+    from clipgen.outputs.naming import slugify
+
+    return slugify(settings.prompt or Path(settings.image_prompts[0]).stem)
+
+
 def run(settings: Settings, callbacks: Iterable = (), perceptor=None) -> Result:
     """Run one generation with resolved settings. ``perceptor`` may be shared across runs."""
-    from clipgen.cutouts import Cutouts
-    from clipgen.generators import get_generator_class
-    from clipgen.generators.base import EncodesImages, GeneratorContext
-    from clipgen.inputs import resize_to
-    from clipgen.loop import StepState, make_optimizer, optimize
-    from clipgen.objective import Objective, encode_targets, prompt_similarity
-    from clipgen.outputs.atomic import write_text
-    from clipgen.outputs.images import run_metadata, tensor_to_pil
-    from clipgen.outputs.naming import make_run_dir, slugify
-    from clipgen.outputs.writer import RunWriter
-    from clipgen.perceptor import load_perceptor
+    from clipgen.objective import prompt_similarity
+    from clipgen.outputs.naming import make_run_dir
 
     started = time.perf_counter()
-    prepared = prepare(settings)
-    settings, device = prepared.settings, prepared.device
-    if perceptor is None:
-        perceptor = load_perceptor(settings.clip, device, offline=settings.offline)
-
-    seed_everything(settings.seed)
-    generator_cls = get_generator_class(settings.generator)
-    context = GeneratorContext(device=device, offline=settings.offline)
-    generator = generator_cls((settings.width, settings.height), settings.options, context).to(device)
-    init_tensor = None
-    if prepared.init_image is not None:
-        init_tensor = resize_to(prepared.init_image, settings.size).to(device)
-        if isinstance(generator, EncodesImages):
-            generator.init_from_image(init_tensor)
-        elif settings.init_weight == 0:
-            raise SettingsError(f"generator {settings.generator!r} cannot start from an image; "
-                                "use --init-weight to pull it towards the image instead")
-
-    targets = encode_targets(perceptor, prepared.prompts, prepared.image_prompts)
-    cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(device)
-    objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,
-                          init_weight=settings.init_weight, init_image=init_tensor)
-    lr = settings.lr if settings.lr is not None else generator_cls.default_lr
-    optimizer = make_optimizer(settings.optimizer, generator.param_groups(lr))
-
+    session = build_session(settings, perceptor)
+    settings = session.settings
+    with torch.no_grad():
+        initial_similarity = prompt_similarity(session.perceptor, session.generator(), session.targets)
     # Everything that can fail on bad input has run; only now is anything written.
-    slug = slugify(settings.prompt or Path(settings.image_prompts[0]).stem)
-    folder = make_run_dir(settings.out, slug)
+    folder = make_run_dir(settings.out, run_slug(settings))
+    return execute(session, folder, callbacks, start_step=0, losses=[],
+                   initial_similarity=initial_similarity, started=started)
+
+
+def resume(folder: str | Path, callbacks: Iterable = (), steps: int | None = None) -> Result:
+    """Continue an interrupted run in ``folder`` from its ``state.pt`` (optionally to more steps)."""
+    from clipgen.state import load_state, load_trainable_state, restore_rng
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    state = load_state(folder)
+    settings = Settings.from_dict(state.settings, source=str(folder / "state.pt"))
+    if steps is not None:
+        settings = replace(settings, steps=steps)
+    session = build_session(settings)
+    load_trainable_state(session.generator, state.generator)
+    session.optimizer.load_state_dict(state.optimizer)
+    restore_rng(state.rng)
+    return execute(session, folder, callbacks, start_step=state.step, losses=state.losses,
+                   initial_similarity=state.initial_similarity, started=started)
+
+
+def _checkpoint(session: Session, folder: Path, step: int, losses: list, initial_similarity: float) -> None:
+    from clipgen.state import RunState, capture_rng, save_state, trainable_state
+
+    history = [float(v) for v in losses]
+    save_state(folder, RunState(step=step, generator=trainable_state(session.generator),
+                                optimizer=session.optimizer.state_dict(), rng=capture_rng(),
+                                losses=history, settings=session.settings.to_dict(),
+                                initial_similarity=initial_similarity))
+
+
+def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int, losses: list,
+            initial_similarity: float, started: float) -> Result:
+    """Optimise from ``start_step`` writing into ``folder``; shared by run() and resume()."""
+    from clipgen.interrupts import graceful_stop
+    from clipgen.loop import NumericalError, StepState, optimize
+    from clipgen.objective import prompt_similarity
+    from clipgen.outputs.atomic import write_text
+    from clipgen.outputs.images import run_metadata, tensor_to_pil
+    from clipgen.outputs.writer import RunWriter
+
+    settings = session.settings
     settings_dict = settings.to_dict()
-    metadata = run_metadata(settings.prompt, settings.seed, settings_dict)
-    writer = RunWriter(folder, slug, metadata, settings.save_every, settings.svg_frames)
+    writer = RunWriter(folder, run_slug(settings), run_metadata(settings.prompt, settings.seed, settings_dict),
+                       settings.save_every, settings.svg_frames)
+    writer.adopt_existing_frames(up_to=start_step)
     run_json = folder / "run.json"
     record: dict[str, Any] = {"clipgen": __version__, "status": "running", "settings": settings_dict}
     write_text(run_json, json.dumps(record, indent=2))
-
-    losses: list[torch.Tensor] = []
-    last: list[StepState] = []
+    losses = list(losses)
+    last = [StepState(start_step, settings.steps, None, session.generator)]
+    every = settings.save_every if settings.checkpoint_every is None else settings.checkpoint_every
 
     def remember(state: StepState) -> None:
-        last[:] = [state]
+        last[0] = state
         if state.loss is not None:
             losses.append(state.loss)
 
-    with torch.no_grad():
-        initial_similarity = prompt_similarity(perceptor, generator(), targets)
+    def checkpoint(state: StepState) -> None:
+        # Last callback of the step, so the RNG state it saves is exactly the one the
+        # next step starts from, whatever the other callbacks drew.
+        if every and state.step and state.step % every == 0:
+            _checkpoint(session, folder, state.step, losses, initial_similarity)
+
     status = "finished"
     try:
-        optimize(generator, objective, optimizer, settings.steps,
-                 callbacks=[remember, writer, *callbacks])
-    except KeyboardInterrupt:
-        status = "interrupted"
-    state = last[0] if last else StepState(0, settings.steps, None, generator)
+        with graceful_stop() as stop:
+            step = optimize(session.generator, session.objective, session.optimizer, settings.steps,
+                            callbacks=[remember, writer, *callbacks, checkpoint], start_step=start_step, should_stop=stop)
+        if step < settings.steps:
+            status = "interrupted"
+            _checkpoint(session, folder, step, losses, initial_similarity)
+    except NumericalError:
+        status = "failed"
+    except _OUT_OF_MEMORY:
+        _checkpoint(session, folder, last[0].step, losses, initial_similarity)
+        raise ClipgenError(
+            f"out of device memory at step {last[0].step + 1}; lower --size or --cutn (state saved: "
+            f"clipgen resume {folder} after changing nothing, or start again smaller)") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(f"disk full while writing into {folder}; frames so far are intact — free "
+                              f"space, then: clipgen resume {folder}") from None
+        raise
+
+    state = last[0]
     paths: dict[str, Any] = {"folder": folder, **writer.write_final(state)}
     final_image = state.image()
-    final_similarity = prompt_similarity(perceptor, final_image, targets)
+    final_similarity = prompt_similarity(session.perceptor, final_image, session.targets)
     if status == "finished":
         paths.update(writer.write_animations(settings.video, settings.gif, settings.fps))
     paths["frames"] = list(writer.frames)
     paths["run_json"] = run_json
-    history = [{"step": i + 1, "loss": v} for i, v in enumerate(torch.stack(losses).tolist())] if losses else []
+    values = [float(v) for v in losses]
+    history = [{"step": i + 1, "loss": v} for i, v in enumerate(values)]
     result = Result(
         image=tensor_to_pil(final_image), paths=paths, history=history, settings=settings,
         initial_similarity=initial_similarity, final_similarity=final_similarity,
         seconds=time.perf_counter() - started, status=status, peak_rss_mb=peak_rss_mb(),
     )
-    record.update(result.summary(), steps_done=state.step, history=[h["loss"] for h in history])
+    record.update(result.summary(), steps_done=state.step, history=values)
     write_text(run_json, json.dumps(record, indent=2))
     if status == "interrupted":
-        log.warning("interrupted at step %d; the last image is in %s", state.step, paths["image"])
-        raise KeyboardInterrupt
+        raise RunInterrupted(folder, state.step)
+    if status == "failed":
+        raise NumericalError(f"the loss kept becoming NaN/inf near step {state.step + 1}; the last good "
+                             f"image is {paths['image']}; try a smaller --lr")
     return result

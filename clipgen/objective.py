@@ -6,6 +6,7 @@ Targets (text and image prompts) are encoded once per run, here, not per step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -54,7 +55,8 @@ class Objective(nn.Module):
 
     def __init__(self, perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
                  tv_weight: float = 0.0, init_weight: float = 0.0,
-                 init_image: torch.Tensor | None = None):
+                 init_image: torch.Tensor | None = None,
+                 regularizer: Callable[[], torch.Tensor] | None = None):
         super().__init__()
         self.perceptor = perceptor
         self.cutouts = cutouts
@@ -62,6 +64,7 @@ class Objective(nn.Module):
         self.tv_weight = tv_weight
         self.init_weight = init_weight
         self.init_image = init_image
+        self.regularizer = regularizer
         total = sum(perceptor.weights)
         self.model_weights = [w / total for w in perceptor.weights]
 
@@ -78,6 +81,8 @@ class Objective(nn.Module):
             loss = loss + self.tv_weight * total_variation(image)
         if self.init_weight and self.init_image is not None:
             loss = loss + self.init_weight * init_image_loss(image, self.init_image)
+        if self.regularizer is not None:
+            loss = loss + self.regularizer()
         return loss
 
 

@@ -37,6 +37,8 @@ class Settings:
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     out: str = option("outputs", help="Output directory")
     save_every: int = option(50, help="Save a frame every N steps (0: none)", min=0)
+    checkpoint_every: int | None = option(
+        None, help="Save resumable state every N steps (default: with frames; 0: only on interrupt)", min=0)
     video: bool = option(False, help="Write an mp4 of the frames")
     gif: bool = option(False, help="Write an animated gif of the frames")
     svg_frames: bool = option(False, help="Also write an SVG of every saved frame (vector generators)")

@@ -98,16 +98,75 @@ BAD_INPUTS = [
     (["generate", "x", "--device", "tpu"], "unknown device"),
     (["generate", "x", "--video", "--save-every", "0"], "need frames"),
     (["generate", "x", "--bogus-flag"], "No such option"),
+    (["generate", "x", "--size", "100000x100000"], "above the maximum"),
+    (["generate", "x", "--cut-pow", "0"], "below the minimum"),
+    (["generate", "x", "--lr", "-1"], "below the minimum"),
+    (["generate", "x", "--fps", "0", "--video"], "below the minimum"),
+    (["generate", "x", "--clip", "ViT-B-32:nosuchtag"], "unknown pretrained tag"),
+    (["generate", "x", "--clip", "/nonexistent/clip-folder"], "no such file or folder"),
+    (["generate", "x", "--device", "cuda:7"], "cuda"),
+    (["generate", "x", "--augment", "affine,nope"], "unknown augmentation 'nope'"),
+    (["generate", "x", "--set", "fourier.decay=abc"], "expected a number"),
+    (["generate", "apple:0"], "weight 0"),
+    (["generate", "blurry:-1"], "only negative weights"),
+    (["generate", "--image-prompt", "/nonexistent/p.png"], "does not exist"),
+    (["generate", "--prompt-file", "/nonexistent/prompt.txt"], "does not exist"),
+    (["generate", "--prompt-file", "BINARYFILE"], "binary"),
+    (["generate", "--prompt-file", "LATIN1FILE"], "not UTF-8"),
+    (["generate", "x", "--preset", "BADPRESET"], "expected a whole number"),
+    (["generate", "x", "-g", "vqgan", "--vqgan-config", "VQYAML", "--vqgan-checkpoint", "VQCORRUPT",
+      "--size", "32x32"], "VQCORRUPT"),
+    (["generate", "x", "-g", "vqgan", "--vqgan-config", "VQYAML", "--vqgan-checkpoint", "VQBADSHAPE",
+      "--size", "32x32"], "shape"),
+    (["generate", "x", "-g", "vqgan", "--vqgan-config", "VQYAML", "--vqgan-checkpoint", "VQGOOD",
+      "--size", "34x32"], "multiple"),
+    (["resume", "EMPTYDIR"], "no state.pt"),
+    (["resume", "CORRUPTSTATE"], "corrupt or truncated"),
 ]
 
 
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """Broken inputs of every kind, by placeholder name."""
+    root = tmp_path_factory.mktemp("bad")
+    files = {
+        "NOTANIMAGE": root / "not-an-image.png", "BINARYFILE": root / "prompt.bin",
+        "LATIN1FILE": root / "prompt-latin1.txt", "BADPRESET": root / "bad.toml",
+        "EMPTYDIR": root / "empty-run", "CORRUPTSTATE": root / "corrupt-run",
+    }
+    files["NOTANIMAGE"].write_text("hello")
+    files["BINARYFILE"].write_bytes(b"\x00\x01\x02 a red apple")
+    files["LATIN1FILE"].write_bytes("une pomme rouge sur la table, fa\u00e7on C\u00e9zanne".encode("latin-1"))
+    files["BADPRESET"].write_text('steps = "many"\n')
+    files["EMPTYDIR"].mkdir()
+    files["CORRUPTSTATE"].mkdir()
+    (files["CORRUPTSTATE"] / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    try:
+        from test_vqgan import write_tiny_vqgan
+    except pytest.skip.Exception:  # the vqgan extra is not installed
+        return files
+    yaml_path, good = write_tiny_vqgan(root / "vq")
+    _, corrupt = write_tiny_vqgan(root / "vq-corrupt")
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+
+    def misshape(state):
+        key = next(k for k in state if k.startswith("decoder.") and state[k].dim() == 4)
+        state[key] = state[key][:, :1].clone()
+
+    _, badshape = write_tiny_vqgan(root / "vq-badshape", edit=misshape)
+    files.update(VQYAML=yaml_path, VQGOOD=good, VQCORRUPT=corrupt, VQBADSHAPE=badshape)
+    return files
+
+
 @pytest.mark.parametrize("args, fragment", BAD_INPUTS, ids=[" ".join(a[1:])[:40] for a, _ in BAD_INPUTS])
-def test_bad_input_one_line_exit_2_nothing_written(run_cli, tiny_clip, tmp_path, args, fragment):
-    not_an_image = tmp_path / "not-an-image.png"
-    not_an_image.write_text("hello")
-    args = [str(not_an_image) if a == "NOTANIMAGE" else a for a in args]
+def test_bad_input_one_line_exit_2_nothing_written(run_cli, tiny_clip, tmp_path, bad_files, args, fragment):
+    if any(a.startswith("VQ") for a in args) and "VQYAML" not in bad_files:
+        pytest.skip("needs the vqgan extra")
+    fragment = str(bad_files.get(fragment, fragment))
+    args = [str(bad_files.get(a, a)) for a in args]
     out_dir = tmp_path / "out"
-    code, _, err = run_cli([*args, "--clip", tiny_clip, "--out", out_dir, "-q"])
+    extra = [] if args[0] == "resume" else ["--clip", tiny_clip, "--out", out_dir]
+    code, _, err = run_cli([*args, *extra, "-q"])
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("clipgen: error:"), err

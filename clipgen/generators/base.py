@@ -44,6 +44,8 @@ class Generator(nn.Module):
     default_lr: ClassVar[float] = 0.05
     #: The dataclass of this generator's options (section ``[<name>]`` in presets).
     Options: ClassVar[type] = NoOptions
+    #: Live full-image-sized fp32 copies during a step, for the up-front memory estimate.
+    memory_factor: ClassVar[float] = 24.0
 
     def __init__(self, size: tuple[int, int], options, context: GeneratorContext):
         super().__init__()
@@ -70,6 +72,14 @@ class EncodesImages(Protocol):
 
     def init_from_image(self, image: torch.Tensor) -> None:
         """``image``: ``(1, 3, H, W)`` in ``[0, 1]`` at the generator's size."""
+
+
+@runtime_checkable
+class Regularized(Protocol):
+    """A generator with its own loss term (e.g. keeping latents in-distribution)."""
+
+    def regularization_loss(self) -> torch.Tensor:
+        """A scalar added to the CLIP loss every step."""
 
 
 @runtime_checkable

@@ -27,6 +27,12 @@ class RunWriter:
     def wants_frame(self, step: int, total: int) -> bool:
         return self.save_every > 0 and (step % self.save_every == 0 or step == total)
 
+    def adopt_existing_frames(self, up_to: int) -> None:
+        """On resume: keep frames already written up to the checkpoint step."""
+        if self.frames_dir.is_dir():
+            self.frames = sorted(p for p in self.frames_dir.glob("*.png")
+                                 if p.stem.isdigit() and int(p.stem) <= up_to)
+
     def __call__(self, state: StepState) -> None:
         if not self.wants_frame(state.step, state.total):
             return

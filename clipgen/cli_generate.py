@@ -1,0 +1,190 @@
+"""`clipgen generate` and `clipgen resume`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from clipgen.cli_common import stderr_console
+from clipgen.errors import SettingsError
+
+GEN = "Generator"
+GUIDE = "Guidance (CLIP)"
+OPT = "Optimisation"
+OUT = "Output"
+CFG = "Settings"
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return [] if items == ["none"] else items
+
+
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="What to draw: 'a red apple:1.5|blurry:-0.5'.")] = None,
+    generator: Annotated[Optional[str], typer.Option("--generator", "-g", help="pixels, fourier, … (see README).",
+                                                     rich_help_panel=GEN)] = None,
+    size: Annotated[Optional[str], typer.Option(help="Image size WxH, e.g. 256x256.", rich_help_panel=GEN)] = None,
+    init_image: Annotated[Optional[str], typer.Option(help="Start from this image.", rich_help_panel=GEN)] = None,
+    init_weight: Annotated[Optional[float], typer.Option(help="Keep close to the init image (pixel MSE weight).",
+                                                         rich_help_panel=GEN)] = None,
+    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN model name (see `clipgen models list`).",
+                                                 rich_help_panel=GEN)] = None,
+    vqgan_config: Annotated[Optional[str], typer.Option(help="Local VQGAN .yaml (with --vqgan-checkpoint).",
+                                                        rich_help_panel=GEN)] = None,
+    vqgan_checkpoint: Annotated[Optional[str], typer.Option(help="Local VQGAN .ckpt (with --vqgan-config).",
+                                                            rich_help_panel=GEN)] = None,
+    clip: Annotated[Optional[list[str]], typer.Option(
+        "--clip", help="CLIP model, repeatable: ViT-B-32:openai, a local folder, ARCH:FILE, NAME@weight.",
+        rich_help_panel=GUIDE)] = None,
+    image_prompt: Annotated[Optional[list[str]], typer.Option(
+        help="Image prompt PATH[:weight], repeatable.", rich_help_panel=GUIDE)] = None,
+    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.", rich_help_panel=GUIDE)] = None,
+    cut_pow: Annotated[Optional[float], typer.Option(help="Cutout size power (>1: smaller crops).",
+                                                     rich_help_panel=GUIDE)] = None,
+    augment: Annotated[Optional[list[str]], typer.Option(
+        help="Augmentations: affine,perspective,flip,jitter,erasing,sharpness,grayscale,noise or none.",
+        rich_help_panel=GUIDE)] = None,
+    tv_weight: Annotated[Optional[float], typer.Option(help="Total-variation smoothing weight.",
+                                                       rich_help_panel=GUIDE)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.", rich_help_panel=OPT)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the generator's).",
+                                                rich_help_panel=OPT)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.", rich_help_panel=OPT)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: drawn and recorded).",
+                                                rich_help_panel=OPT)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.",
+                                                  rich_help_panel=OPT)] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output directory (a folder per run inside).",
+                                               rich_help_panel=OUT)] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps; 0 for none.",
+                                                      rich_help_panel=OUT)] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        help="Save resumable state every N steps (default: with frames; 0: only on Ctrl-C).",
+        rich_help_panel=OUT)] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write an mp4 of the frames.",
+                                                  rich_help_panel=OUT)] = None,
+    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Write an animated gif of the frames.",
+                                                rich_help_panel=OUT)] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Frames per second for video/gif.", rich_help_panel=OUT)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.",
+                                        rich_help_panel=OUT)] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.",
+                                               rich_help_panel=OUT)] = False,
+    prompt_file: Annotated[Optional[str], typer.Option(help="Read the prompt from a UTF-8 text file.",
+                                                       rich_help_panel=CFG)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved settings and a memory "
+                                          "estimate, then exit.", rich_help_panel=CFG)] = False,
+    preset: Annotated[Optional[str], typer.Option(help="Preset name or .toml path (flags override it).",
+                                                  rich_help_panel=CFG)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Any setting as key=value, e.g. --set fourier.decay=1.5 (repeatable).",
+        rich_help_panel=CFG)] = None,
+    offline: Annotated[Optional[bool], typer.Option("--offline/--online", help="Never touch the network.",
+                                                    rich_help_panel=CFG)] = None,
+) -> None:
+    """Generate an image for PROMPT."""
+    from clipgen.settings import resolve_run_settings
+
+    if prompt_file is not None:
+        if prompt is not None:
+            raise SettingsError("give the prompt either as an argument or with --prompt-file, not both")
+        prompt = read_prompt_file(prompt_file)
+    flags = {
+        "prompt": prompt, "generator": generator, "size": size, "init_image": init_image,
+        "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
+        "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
+        "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
+        "save_every": save_every, "checkpoint_every": checkpoint_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
+    }
+    vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
+    if any(v is not None for v in vqgan_flags.values()):
+        flags["vqgan"] = {k: v for k, v in vqgan_flags.items() if v is not None}
+    settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
+    if dry_run:
+        _dry_run(settings)
+        return
+    from clipgen.api import run
+
+    _run_with_progress(lambda callbacks: run(settings, callbacks=callbacks), quiet, json_summary)
+
+
+def resume(
+    folder: Annotated[str, typer.Argument(help="A run folder (OUT/<slug>) holding state.pt.")],
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Run to this many steps in total (default: "
+                                                 "the original count).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Continue an interrupted run from its last saved state."""
+    from clipgen.api import resume as resume_run
+
+    _run_with_progress(lambda callbacks: resume_run(folder, callbacks=callbacks, steps=steps),
+                       quiet, json_summary)
+
+
+def read_prompt_file(path: str) -> str:
+    from pathlib import Path
+
+    from clipgen.errors import InputFileError
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputFileError(f"prompt file {path} does not exist; check the path")
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise InputFileError(f"prompt file {path} is binary, not text; give a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"prompt file {path} is not UTF-8 (bad byte at offset {exc.start}); "
+                             "save it as UTF-8") from None
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _dry_run(settings) -> None:
+    from clipgen.devices import resolve_device
+    from clipgen.generators import get_generator_class
+    from clipgen.memory import available_bytes, estimate_bytes, gib
+
+    device = resolve_device(settings.device)
+    need = estimate_bytes(settings.width, settings.height, settings.cutn,
+                          image_factor=get_generator_class(settings.generator).memory_factor)
+    sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
+    have = available_bytes(device)
+    stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP models extra); "
+                           f"{device.type} available: {gib(have) if have else 'unknown'}")
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _run_with_progress(start, quiet: bool, json_summary: bool) -> None:
+    from clipgen.api import RunInterrupted
+    from clipgen.progress import ProgressBar
+
+    console = stderr_console()
+    progress = None if quiet else ProgressBar(console)
+    try:
+        with progress or _nothing():
+            result = start([progress] if progress else [])
+    except RunInterrupted as stopped:
+        console.print(f"[yellow]{stopped}[/]")
+        raise typer.Exit(130)
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped at once[/]: the last saved state.pt is intact")
+        raise typer.Exit(130)
+    if json_summary:
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+    elif not quiet:
+        from clipgen.progress import print_summary
+
+        print_summary(console, result)

@@ -1,0 +1,155 @@
+"""Resume, signals, NaN recovery, disk faults, memory refusal, safe output paths."""
+
+import errno
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import clipgen
+from clipgen.api import RunInterrupted, resume
+from clipgen.generators.base import GeneratorContext
+from clipgen.generators.pixels import PixelGenerator, PixelOptions
+from clipgen.loop import NumericalError, make_optimizer, optimize
+from clipgen.state import load_state
+
+FAST = dict(size=(32, 32), cutn=2, generator="pixels", seed=7, augment=["affine", "noise"])
+
+
+def _uninterrupted(tiny_clip, out, steps=12, **extra):
+    return clipgen.generate("a red apple", clip=[tiny_clip], steps=steps, out=str(out), save_every=4,
+                            **FAST, **extra)
+
+
+def _stop_at(step):
+    """A callback that presses Ctrl-C (a real SIGINT to this process) after ``step``."""
+    def callback(state):
+        if state.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
+def test_interrupt_and_resume_gives_identical_png_bytes(tiny_clip, tmp_path):
+    reference = _uninterrupted(tiny_clip, tmp_path)
+    with pytest.raises(RunInterrupted) as stopped:
+        clipgen.generate("a red apple", clip=[tiny_clip], steps=12, out=str(tmp_path), save_every=4,
+                         callbacks=[_stop_at(6)], **FAST)
+    folder = stopped.value.folder
+    assert stopped.value.step == 6 and load_state(folder).step == 6
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
+    result = resume(folder)
+    assert result.status == "finished" and len(result.history) == 12
+    assert Path(result.paths["image"]).read_bytes() == Path(reference.paths["image"]).read_bytes()
+    assert [p.name for p in result.paths["frames"]] == [p.name for p in reference.paths["frames"]]
+
+
+def test_resume_can_extend_a_finished_run(tiny_clip, tmp_path):
+    first = _uninterrupted(tiny_clip, tmp_path, steps=8)
+    longer = resume(first.paths["folder"], steps=12)
+    assert len(longer.history) == 12 and longer.history[:8] == first.history
+
+
+def test_second_ctrl_c_stops_at_once_and_state_stays_consistent(tiny_clip, tmp_path):
+    def twice(state):
+        if state.step == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        clipgen.generate("a red apple", clip=[tiny_clip], steps=20, out=str(tmp_path), save_every=4,
+                         callbacks=[twice], **FAST)
+    folder = tmp_path / "a-red-apple"
+    assert load_state(folder).step == 8  # the last checkpoint before the hard stop
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "clipgen", *map(str, args)]
+
+
+def _wait_for(path: Path, process, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_real_process_interrupted_then_resumed(tiny_clip, tmp_path, sig, code):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        _cli("generate", "a red apple", "--clip", tiny_clip, "--generator", "pixels", "--size", "32x32",
+             "--cutn", "2", "--steps", "100000", "--checkpoint-every", "3", "--save-every", "0",
+             "--seed", "1", "--out", tmp_path, "-q"),
+        stderr=subprocess.PIPE, text=True, env=env)
+    folder = tmp_path / "a-red-apple"
+    _wait_for(folder / "state.pt", process)
+    process.send_signal(sig)
+    assert process.wait(timeout=120) == code
+    saved = load_state(folder)  # always loadable, even after kill -9
+    assert saved.step >= 3 and saved.step % 3 == 0 or sig == signal.SIGINT
+    done = subprocess.run(_cli("resume", folder, "--steps", saved.step + 2, "-q", "--json"),
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "finished" and Path(summary["files"]["image"]).exists()
+
+
+def test_nan_step_is_recovered_with_a_warning(caplog):
+    torch.manual_seed(0)
+    generator = PixelGenerator((8, 8), PixelOptions(), GeneratorContext(torch.device("cpu")))
+    optimizer = make_optimizer("adam", generator.param_groups(0.1))
+    calls = []
+
+    def objective(image):
+        calls.append(1)
+        loss = (image - 0.5).pow(2).mean()
+        return loss * float("nan") if len(calls) == 3 else loss  # the third forward is poisoned
+
+    with caplog.at_level(logging.WARNING, logger="clipgen"):
+        last = optimize(generator, objective, optimizer, steps=5)
+    assert last == 5 and len(calls) == 6  # one retry
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert sum("non-finite" in r.message for r in caplog.records) == 1
+    assert torch.isfinite(generator.logits).all()
+
+
+def test_persistent_nan_stops_with_a_clear_error():
+    generator = PixelGenerator((8, 8), PixelOptions(), GeneratorContext(torch.device("cpu")))
+    before = generator.logits.detach().clone()
+    optimizer = make_optimizer("adam", generator.param_groups(0.1))
+    with pytest.raises(NumericalError, match="smaller --lr"):
+        optimize(generator, lambda image: image.mean() * float("nan"), optimizer, steps=5)
+    assert torch.equal(generator.logits, before)  # the last good state is what remains
+
+
+def test_disk_full_keeps_earlier_frames(tiny_clip, tmp_path, monkeypatch):
+    import clipgen.outputs.writer as writer
+
+    real_save = writer.save_png
+
+    def save_until_full(path, image, metadata=None):
+        if path.name == "000008.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, image, metadata)
+
+    monkeypatch.setattr(writer, "save_png", save_until_full)
+    with pytest.raises(clipgen.errors.OutputError, match="disk full"):
+        _uninterrupted(tiny_clip, tmp_path)
+    frames = sorted(p.name for p in (tmp_path / "a-red-apple" / "frames").iterdir())
+    assert frames == ["000000.png", "000004.png"]
+
+
+def test_paths_in_prompts_stay_inside_the_output_folder(tiny_clip, tmp_path):
+    result = clipgen.generate("../../etc/passwd", clip=[tiny_clip], steps=1, out=str(tmp_path / "o"),
+                              save_every=0, **FAST)
+    assert Path(result.paths["folder"]).resolve().parent == (tmp_path / "o").resolve()
+    assert Path(result.paths["folder"]).name == "etc-passwd"
