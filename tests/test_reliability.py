@@ -153,3 +153,46 @@ def test_paths_in_prompts_stay_inside_the_output_folder(tiny_clip, tmp_path):
                               save_every=0, **FAST)
     assert Path(result.paths["folder"]).resolve().parent == (tmp_path / "o").resolve()
     assert Path(result.paths["folder"]).name == "etc-passwd"
+
+
+@pytest.mark.parametrize("generator, options", [
+    ("fourier", {}), ("clipdraw", {"clipdraw": {"strokes": 8}}),
+])
+def test_resume_is_exact_for_other_generators(tiny_clip, tmp_path, generator, options):
+    settings = dict(FAST, generator=generator, **options)
+    reference = clipgen.generate("a boat", clip=[tiny_clip], steps=6, out=str(tmp_path), save_every=2,
+                                 **settings)
+    with pytest.raises(RunInterrupted) as stopped:
+        clipgen.generate("a boat", clip=[tiny_clip], steps=6, out=str(tmp_path), save_every=2,
+                         callbacks=[_stop_at(3)], **settings)
+    resumed = resume(stopped.value.folder)
+    assert Path(resumed.paths["image"]).read_bytes() == Path(reference.paths["image"]).read_bytes()
+
+
+def test_size_that_cannot_fit_is_refused_with_an_estimate(run_cli, tiny_clip, tmp_path, monkeypatch):
+    import clipgen.memory
+
+    monkeypatch.setattr(clipgen.memory, "available_bytes", lambda device: 2**30)
+    code, _, err = run_cli(["generate", "x", "--clip", tiny_clip, "--size", "4096x4096",
+                            "--out", tmp_path / "o", "-q"])
+    assert code == 2 and "needs about" in err and "GiB" in err and "--size" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_of_memory_names_the_knobs_and_saves_state(tiny_clip, tmp_path, monkeypatch):
+    import clipgen.objective
+
+    real_forward = clipgen.objective.Objective.forward
+    calls = []
+
+    def forward(self, image):
+        calls.append(1)
+        if len(calls) == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(self, image)
+
+    monkeypatch.setattr(clipgen.objective.Objective, "forward", forward)
+    with pytest.raises(clipgen.errors.ClipgenError, match="--size or --cutn") as failure:
+        _uninterrupted(tiny_clip, tmp_path)
+    assert "clipgen resume" in str(failure.value)
+    assert load_state(tmp_path / "a-red-apple").step == 3
