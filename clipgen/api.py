@@ -87,8 +87,9 @@ def run_slug(settings: Settings) -> str:
     return slugify(settings.prompt or Path(settings.image_prompts[0]).stem)
 
 
-def run(settings: Settings, callbacks: Iterable = (), perceptor=None) -> Result:
-    """Run one generation with resolved settings. ``perceptor`` may be shared across runs."""
+def run(settings: Settings, callbacks: Iterable = (), perceptor=None, folder_name: str | None = None) -> Result:
+    """Run one generation with resolved settings. ``perceptor`` may be shared across runs;
+    ``folder_name`` replaces the prompt slug as the run folder's name (batch items)."""
     from clipgen.objective import prompt_similarity
     from clipgen.outputs.naming import make_run_dir
 
@@ -98,7 +99,7 @@ def run(settings: Settings, callbacks: Iterable = (), perceptor=None) -> Result:
     with torch.no_grad():
         initial_similarity = prompt_similarity(session.perceptor, session.generator(), session.targets)
     # Everything that can fail on bad input has run; only now is anything written.
-    folder = make_run_dir(settings.out, run_slug(settings))
+    folder = make_run_dir(settings.out, folder_name or run_slug(settings))
     return execute(session, folder, callbacks, start_step=0, losses=[],
                    initial_similarity=initial_similarity, started=started)
 

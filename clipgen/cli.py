@@ -28,12 +28,13 @@ app.add_typer(presets_app, name="presets")
 
 
 def _mount_subcommands() -> None:
+    from clipgen.cli_batch import batch
     from clipgen.cli_generate import generate, resume
     from clipgen.cli_models import models_app
     from clipgen.cli_score import classify, score
     from clipgen.cli_toy import toy_app
 
-    for command in (generate, resume, score, classify):
+    for command in (generate, resume, batch, score, classify):
         app.command(no_args_is_help=True)(command)
 
     app.add_typer(models_app, name="models")
