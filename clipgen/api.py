@@ -93,6 +93,10 @@ def run(settings: Settings, callbacks: Iterable = (), perceptor=None, folder_nam
     from clipgen.objective import prompt_similarity
     from clipgen.outputs.naming import make_run_dir
 
+    if settings.candidates > 1:
+        from clipgen.rerank import run_candidates
+
+        return run_candidates(settings, callbacks=callbacks, perceptor=perceptor)
     started = time.perf_counter()
     session = build_session(settings, perceptor)
     settings = session.settings

@@ -53,6 +53,13 @@ def generate(
         rich_help_panel=GUIDE)] = None,
     tv_weight: Annotated[Optional[float], typer.Option(help="Total-variation smoothing weight.",
                                                        rich_help_panel=GUIDE)] = None,
+    candidates: Annotated[Optional[int], typer.Option(help="Run N seeds and keep the best by CLIP score.",
+                                                      rich_help_panel=GUIDE)] = None,
+    keep: Annotated[Optional[int], typer.Option(help="Keep the K best candidates (best-1.png …).",
+                                                rich_help_panel=GUIDE)] = None,
+    rank_clip: Annotated[Optional[list[str]], typer.Option(
+        "--rank-clip", help="CLIP model(s) ranking the candidates (default: the guiding ones).",
+        rich_help_panel=GUIDE)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.", rich_help_panel=OPT)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the generator's).",
                                                 rich_help_panel=OPT)] = None,
@@ -101,7 +108,7 @@ def generate(
         "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
         "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
         "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
-        "save_every": save_every, "checkpoint_every": checkpoint_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
+        "save_every": save_every, "candidates": candidates, "keep": keep, "rank_clip": rank_clip, "checkpoint_every": checkpoint_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
     }
     vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
     if any(v is not None for v in vqgan_flags.values()):
