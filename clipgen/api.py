@@ -84,7 +84,13 @@ def run_slug(settings: Settings) -> str:
     """The name of a run's folder and files: a safe slug of the prompt (or image prompt)."""
     from clipgen.outputs.naming import slugify
 
-    return slugify(settings.prompt or Path(settings.image_prompts[0]).stem)
+    if settings.prompt:
+        return slugify(settings.prompt)
+    if settings.story:
+        from clipgen.story import parse_story
+
+        return slugify(parse_story(settings.story)[0].prompt.text)
+    return slugify(Path(settings.image_prompts[0]).stem)
 
 
 def run(settings: Settings, callbacks: Iterable = (), perceptor=None, folder_name: str | None = None) -> Result:
@@ -169,11 +175,15 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
         if every and state.step and state.step % every == 0:
             _checkpoint(session, folder, state.step, losses, initial_similarity)
 
+    scheduled = [c for c in (session.animation, session.story) if c is not None]
+    if session.story is not None:
+        session.story.apply(start_step + 1)
     status = "finished"
     try:
         with graceful_stop() as stop:
             step = optimize(session.generator, session.objective, session.optimizer, settings.steps,
-                            callbacks=[remember, writer, *callbacks, checkpoint], start_step=start_step, should_stop=stop)
+                            callbacks=[remember, writer, *scheduled, *callbacks, checkpoint],
+                            start_step=start_step, should_stop=stop)
         if step < settings.steps:
             status = "interrupted"
             _checkpoint(session, folder, step, losses, initial_similarity)

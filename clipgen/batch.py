@@ -52,18 +52,9 @@ def parse_batch_text(text: str, source: str = "batch file") -> list[BatchItem]:
 
 
 def read_batch_file(path: str | Path) -> list[BatchItem]:
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise InputFileError(f"batch file {path} does not exist; check the path")
-    data = file.read_bytes()
-    if b"\x00" in data:
-        raise InputFileError(f"batch file {path} is binary, not text; give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"batch file {path} is not UTF-8 (bad byte at offset {exc.start}); "
-                             "save it as UTF-8") from None
-    return parse_batch_text(text, source=f"batch file {path}")
+    from clipgen.inputs import read_text_file
+
+    return parse_batch_text(read_text_file(path, "batch file"), source=f"batch file {path}")
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:

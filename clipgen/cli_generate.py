@@ -17,6 +17,7 @@ GUIDE = "Guidance (CLIP)"
 OPT = "Optimisation"
 OUT = "Output"
 CFG = "Settings"
+ANIM = "Animation"
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -34,6 +35,8 @@ def generate(
     init_image: Annotated[Optional[str], typer.Option(help="Start from this image.", rich_help_panel=GEN)] = None,
     init_weight: Annotated[Optional[float], typer.Option(help="Keep close to the init image (pixel MSE weight).",
                                                          rich_help_panel=GEN)] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Edit only where this image is white (with --init-image).",
+                                                rich_help_panel=GEN)] = None,
     vqgan: Annotated[Optional[str], typer.Option(help="VQGAN model name (see `clipgen models list`).",
                                                  rich_help_panel=GEN)] = None,
     vqgan_config: Annotated[Optional[str], typer.Option(help="Local VQGAN .yaml (with --vqgan-checkpoint).",
@@ -61,6 +64,16 @@ def generate(
         "--rank-clip", help="CLIP model(s) ranking the candidates (default: the guiding ones).",
         rich_help_panel=GUIDE)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.", rich_help_panel=OPT)] = None,
+    story: Annotated[Optional[str], typer.Option(
+        help="Prompt schedule 'a forest:0-150|a forest on fire:150-300', or a file of such lines.",
+        rich_help_panel=ANIM)] = None,
+    story_blend: Annotated[Optional[int], typer.Option(help="Cross-fade story segments over N steps.",
+                                                       rich_help_panel=ANIM)] = None,
+    zoom: Annotated[Optional[float], typer.Option(help="Zoom factor applied per frame (e.g. 1.02).",
+                                                  rich_help_panel=ANIM)] = None,
+    pan: Annotated[Optional[str], typer.Option(help="Pan X,Y pixels per frame.", rich_help_panel=ANIM)] = None,
+    rotate: Annotated[Optional[float], typer.Option(help="Rotate degrees per frame.",
+                                                    rich_help_panel=ANIM)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the generator's).",
                                                 rich_help_panel=OPT)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.", rich_help_panel=OPT)] = None,
@@ -103,8 +116,11 @@ def generate(
         if prompt is not None:
             raise SettingsError("give the prompt either as an argument or with --prompt-file, not both")
         prompt = read_prompt_file(prompt_file)
+    if story is not None:
+        story = _read_story(story)
     flags = {
-        "prompt": prompt, "generator": generator, "size": size, "init_image": init_image,
+        "prompt": prompt, "mask": mask, "story": story, "story_blend": story_blend, "zoom": zoom, "pan": pan,
+        "rotate": rotate, "generator": generator, "size": size, "init_image": init_image,
         "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
         "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
         "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
@@ -136,22 +152,21 @@ def resume(
                        quiet, json_summary)
 
 
-def read_prompt_file(path: str) -> str:
+def _read_story(value: str) -> str:
     from pathlib import Path
 
-    from clipgen.errors import InputFileError
+    from clipgen.inputs import read_text_file
 
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise InputFileError(f"prompt file {path} does not exist; check the path")
-    data = file.read_bytes()
-    if b"\x00" in data:
-        raise InputFileError(f"prompt file {path} is binary, not text; give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"prompt file {path} is not UTF-8 (bad byte at offset {exc.start}); "
-                             "save it as UTF-8") from None
+    if Path(value).expanduser().is_file():
+        lines = read_text_file(value, "story file").splitlines()
+        return "|".join(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    return value
+
+
+def read_prompt_file(path: str) -> str:
+    from clipgen.inputs import read_text_file
+
+    text = read_text_file(path, "prompt file")
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

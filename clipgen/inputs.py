@@ -32,3 +32,18 @@ def resize_to(image, size: tuple[int, int]):
     from clipgen.perceptor import pil_to_tensor
 
     return pil_to_tensor(image.resize(size, Image.LANCZOS)).unsqueeze(0)
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """A user's UTF-8 text file (prompt, batch or story file), or one line saying what is wrong."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputFileError(f"{what} {path} does not exist; check the path")
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise InputFileError(f"{what} {path} is binary, not text; give a UTF-8 text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{what} {path} is not UTF-8 (bad byte at offset {exc.start}); "
+                             "save it as UTF-8") from None

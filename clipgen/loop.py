@@ -32,7 +32,12 @@ class StepState:
     total: int
     loss: torch.Tensor | None  # detached; None at step 0 (before any update)
     generator: Generator
+    objective: object = None
     _image: torch.Tensor | None = field(default=None, repr=False)
+
+    def objective_targets(self):
+        """The targets the objective will aim at in the next step (prompt schedules change them)."""
+        return getattr(self.objective, "targets", None)
 
     def image(self) -> torch.Tensor:
         """The generator's current image ``(1, 3, H, W)``; rendered once, only if asked."""
@@ -91,7 +96,7 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
     """
     callbacks = list(callbacks)
     if start_step == 0:
-        state = StepState(step=0, total=steps, loss=None, generator=generator)
+        state = StepState(step=0, total=steps, loss=None, generator=generator, objective=objective)
         for callback in callbacks:
             callback(state)
     params = [p for p in generator.parameters() if p.requires_grad]
@@ -122,7 +127,7 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
         retries = 0
         step += 1
         last_good.save()
-        state = StepState(step=step, total=steps, loss=loss.detach(), generator=generator)
+        state = StepState(step=step, total=steps, loss=loss.detach(), generator=generator, objective=objective)
         for callback in callbacks:
             callback(state)
     return step

@@ -26,6 +26,8 @@ class Session:
     objective: Any
     optimizer: torch.optim.Optimizer
     targets: list
+    story: Any = None  # a StorySchedule, for prompt schedules
+    animation: Any = None  # a FrameTransform, for zoom/pan/rotate
 
 
 def env_offline() -> bool:
@@ -57,13 +59,25 @@ def check_inputs(settings: Settings):
     for spec in settings.image_prompts:
         parsed = parse_image_prompt(spec)
         image_prompts.append((load_image(parsed.path, "image prompt"), parsed.weight))
-    if not prompts and not image_prompts:
+    if settings.story:
+        from clipgen.story import parse_story
+
+        parse_story(settings.story)
+    elif not prompts and not image_prompts:
         raise PromptError("empty prompt; give a text prompt or --image-prompt PATH")
     check_augmentations(settings.augment)
     if (settings.video or settings.gif) and settings.save_every == 0:
         raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
-    get_generator_class(settings.generator).check_size(settings.width, settings.height, settings.options)
+    from clipgen.animate import check_animation
+
+    generator_cls = get_generator_class(settings.generator)
+    generator_cls.check_size(settings.width, settings.height, settings.options)
+    check_animation(settings, generator_cls)
     init_image = load_image(settings.init_image, "init image") if settings.init_image else None
+    if settings.mask and init_image is None:
+        raise SettingsError("--mask needs --init-image: the mask marks which part of that image to change")
+    if settings.mask:
+        load_image(settings.mask, "mask")
     check_writable(settings.out)
     device = resolve_device(settings.device)
     if settings.seed is None:
@@ -94,20 +108,41 @@ def build_session(settings: Settings, perceptor=None) -> Session:
     seed_everything(settings.seed)
     context = GeneratorContext(device=device, offline=settings.offline)
     generator = generator_cls((settings.width, settings.height), settings.options, context).to(device)
+    # Capabilities of the generator itself, before any mask wrapper hides them.
+    regularizer = generator.regularization_loss if isinstance(generator, Regularized) else None
     init_tensor = None
     if init_image is not None:
         init_tensor = resize_to(init_image, settings.size).to(device)
         if isinstance(generator, EncodesImages):
             generator.init_from_image(init_tensor)
-        elif settings.init_weight == 0:
+        elif settings.init_weight == 0 and not settings.mask:
             raise SettingsError(f"generator {settings.generator!r} cannot start from an image; "
                                 "use --init-weight to pull it towards the image instead")
+        if settings.mask:
+            from clipgen.generators.masked import MaskedGenerator, load_mask
 
-    targets = encode_targets(perceptor, prompts, image_prompts)
+            generator = MaskedGenerator(generator, init_tensor, load_mask(settings.mask, settings.size).to(device))
+
+    story = None
+    if settings.story:
+        from clipgen.story import StorySchedule, parse_story
+
+        segments = parse_story(settings.story)
+        per_segment = [encode_targets(perceptor, [seg.prompt], image_prompts) for seg in segments]
+        targets = encode_targets(perceptor, prompts, image_prompts) if prompts else per_segment[-1]
+    else:
+        targets = encode_targets(perceptor, prompts, image_prompts)
     cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(device)
-    regularizer = generator.regularization_loss if isinstance(generator, Regularized) else None
     objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,
                           init_weight=settings.init_weight, init_image=init_tensor, regularizer=regularizer)
     lr = settings.lr if settings.lr is not None else generator_cls.default_lr
     optimizer = make_optimizer(settings.optimizer, generator.param_groups(lr))
-    return Session(settings, device, perceptor, generator, objective, optimizer, targets)
+    if settings.story:
+        story = StorySchedule(objective, segments, per_segment, settings.story_blend)
+    animation = None
+    from clipgen.animate import FrameTransform, wants_animation
+
+    if wants_animation(settings):
+        animation = FrameTransform(generator, optimizer, settings.save_every, settings.zoom, settings.pan,
+                                   settings.rotate)
+    return Session(settings, device, perceptor, generator, objective, optimizer, targets, story, animation)
