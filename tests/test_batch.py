@@ -79,4 +79,20 @@ def test_missing_or_binary_batch_file_is_exit_2(run_cli, tmp_path):
 
 def test_example_prompt_file_parses():
     items = parse_batch_text((Path(__file__).parent.parent / "examples" / "prompts.txt").read_text())
-    assert len(items) == 3 and items[2].overrides[1] == "generator=pixels"
+    assert len(items) == 3 and items[2].overrides[0] == "generator=pixels"
+
+
+def test_example_prompt_file_runs(run_cli, tiny_clip, tmp_path):
+    example = Path(__file__).parent.parent / "examples" / "prompts.txt"
+    code, stdout, err = run_cli(["batch", example, "--clip", tiny_clip, "--out", tmp_path, "--json", *FAST])
+    assert code == 0, err
+    assert [r["status"] for r in json.loads(stdout)] == ["finished"] * 3
+
+
+def test_one_worker_per_device(run_cli, tiny_clip, tmp_path, prompt_file):
+    code, _, _ = run_cli(["batch", prompt_file, "--clip", tiny_clip, "--out", tmp_path, "-q",
+                          "--devices", "cpu,cpu", *FAST])
+    assert code == 1  # the broken line still fails, in whichever worker had it
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["0000-a-red-apple", "0001-a-blue-sky", "0003-a-green-hill"]
+    assert (tmp_path / "index.html").read_text().count("<figure>") == 3

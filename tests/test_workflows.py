@@ -100,3 +100,11 @@ def test_example_story_preset_runs(run_cli, tiny_clip, tmp_path):
                             "--steps", "20", "--set", "cutn=2", "--out", tmp_path, "-q"])
     assert code == 0, err
     assert (tmp_path / "a-red-circle" / "a-red-circle.png").exists()
+
+
+def test_example_story_file_runs(run_cli, tiny_clip, tmp_path):
+    story = Path(__file__).parent.parent / "examples" / "story.txt"
+    code, _, err = run_cli(["generate", "--story", story, "--clip", tiny_clip, "--size", "32x32",
+                            "--steps", "6", "--cutn", "2", "--save-every", "0", "--out", tmp_path, "-q"])
+    assert code == 0, err
+    assert (tmp_path / "a-quiet-forest-at-dawn" / "a-quiet-forest-at-dawn.png").exists()
