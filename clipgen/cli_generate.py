@@ -43,6 +43,9 @@ def generate(
                                                         rich_help_panel=GEN)] = None,
     vqgan_checkpoint: Annotated[Optional[str], typer.Option(help="Local VQGAN .ckpt (with --vqgan-config).",
                                                             rich_help_panel=GEN)] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Unpickle a dVAE .pkl that has no pinned SHA-256 (only files you trust).",
+        rich_help_panel=GEN)] = False,
     clip: Annotated[Optional[list[str]], typer.Option(
         "--clip", help="CLIP model, repeatable: ViT-B-32:openai, a local folder, ARCH:FILE, NAME@weight.",
         rich_help_panel=GUIDE)] = None,
@@ -129,6 +132,8 @@ def generate(
     vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
     if any(v is not None for v in vqgan_flags.values()):
         flags["vqgan"] = {k: v for k, v in vqgan_flags.items() if v is not None}
+    if trust_checkpoint:
+        flags["dvae"] = {"trust_checkpoint": True}
     settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
     if dry_run:
         _dry_run(settings)

@@ -136,6 +136,26 @@ def models_path(name: NameArg) -> None:
     typer.echo(str(weights.entry_dir(entry)))
 
 
+@models_app.command("convert")
+@_one_line_errors
+def models_convert(
+    name: NameArg,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint",
+        help="Unpickle files that have no pinned SHA-256 (copied in by hand rather than downloaded by clipgen).",
+    )] = False,
+) -> None:
+    """Convert a pickled model (dalle-dvae) once to safetensors, so runs never unpickle it."""
+    from clipgen import weights
+    from clipgen.dvae_loader import convert_entry
+
+    entry = weights.get_entry(name)
+    written = convert_entry(entry.name, trust_checkpoint=trust_checkpoint)
+    for path in written:
+        typer.echo(str(path))  # one path per line, never wrapped: scripts read these
+    _stderr().print(f"{entry.name}: converted; runs now load these instead of the .pkl files", markup=False)
+
+
 class _ProgressBar:
     """A rich progress bar fed by :class:`clipgen.weights.ProgressEvent` callbacks."""
 

@@ -106,7 +106,7 @@ def build_session(settings: Settings, perceptor=None) -> Session:
                generator_cls.memory_factor)
 
     seed_everything(settings.seed)
-    context = GeneratorContext(device=device, offline=settings.offline)
+    context = GeneratorContext(device=device, offline=settings.offline, steps=settings.steps)
     generator = generator_cls((settings.width, settings.height), settings.options, context).to(device)
     # Capabilities of the generator itself, before any mask wrapper hides them.
     regularizer = generator.regularization_loss if isinstance(generator, Regularized) else None

@@ -291,7 +291,7 @@ def test_offline_never_touches_the_network(server, home, monkeypatch):
 def test_registry_has_the_public_vqgans():
     expected = {"imagenet-f16-16384", "imagenet-f16-1024", "gumbel-f8-8192", "wikiart-f16-16384", "wikiart-f16-1024"}
     assert expected <= set(weights.names("vqgan"))
-    for entry in weights.entries():
+    for entry in weights.entries("vqgan"):
         assert [f.filename for f in entry.files] == [weights.VQGAN_CONFIG, weights.VQGAN_CHECKPOINT]
         for spec in entry.files:
             assert spec.urls and all(u.startswith("https://") for u in spec.urls)

@@ -15,6 +15,7 @@ GENERATORS: dict[str, str] = {
     "fourier": "clipgen.generators.fourier:FourierGenerator",
     "clipdraw": "clipgen.generators.clipdraw:ClipDrawGenerator",
     "vqgan": "clipgen.generators.vqgan:VQGANGenerator",
+    "dvae": "clipgen.generators.dvae:DVAEGenerator",
 }
 
 

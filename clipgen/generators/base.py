@@ -37,6 +37,7 @@ class GeneratorContext:
 
     device: torch.device
     offline: bool = False
+    steps: int = 0  # the run's total optimisation steps, for generators with schedules
 
 
 class Generator(nn.Module):
