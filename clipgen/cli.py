@@ -29,6 +29,7 @@ app.add_typer(presets_app, name="presets")
 
 def _mount_subcommands() -> None:
     from clipgen.cli_batch import batch
+    from clipgen.cli_bench import bench
     from clipgen.cli_generate import generate, resume
     from clipgen.cli_models import models_app
     from clipgen.cli_score import classify, score
@@ -36,6 +37,7 @@ def _mount_subcommands() -> None:
 
     for command in (generate, resume, batch, score, classify):
         app.command(no_args_is_help=True)(command)
+    app.command()(bench)  # every option has a default: no arguments runs the CPU case
 
     app.add_typer(models_app, name="models")
     app.add_typer(toy_app, name="toy")
