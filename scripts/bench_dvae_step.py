@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 import clipgen
-from clipgen.dvae_loader import convert_pickle
-from clipgen.dvae_pickle import PickleSource
+from clipgen.bench_models import random_dvae
 
 
 def main() -> None:
@@ -32,18 +31,15 @@ def main() -> None:
     parser.add_argument("--hard", action="store_true", help="Gumbel straight-through codes (default: soft)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from dall_e import Decoder
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         torch.manual_seed(0)
-        torch.save(Decoder(), folder / "decoder.pkl")  # dall_e defaults = the published decoder
-        convert_pickle(PickleSource(folder / "decoder.pkl", None, True, ""), "Decoder", folder / "decoder")
+        dvae = random_dvae(folder)  # dall_e defaults = the published decoder architecture
         stamps: list[float] = []
         result = clipgen.generate(
             "a lighthouse", generator="dvae", clip=["ViT-B-32:none"], size=(args.size, args.size),
             steps=args.steps, cutn=args.cutn, seed=0, out=str(folder / "out"), save_every=0, device="cpu",
-            dvae={"decoder": str(folder / "decoder.safetensors"), "hard": args.hard},
+            dvae={**dvae, "hard": args.hard},
             callbacks=[lambda state: stamps.append(time.perf_counter())],
         )
     per_step = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the first (warm-up) step

@@ -15,28 +15,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 import clipgen
-from clipgen.taming_loader import TamingVQGAN, read_config
-
-# ImageNet f16-16384 model.yaml (model.params), as published by CompVis.
-IMAGENET_16384 = {
-    "model": {
-        "base_learning_rate": 4.5e-06,
-        "target": "taming.models.vqgan.VQModel",
-        "params": {
-            "embed_dim": 256, "n_embed": 16384,
-            "ddconfig": {"double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3,
-                         "out_ch": 3, "ch": 128, "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2,
-                         "attn_resolutions": [16], "dropout": 0.0},
-            "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator",
-                           "params": {"disc_conditional": False, "disc_in_channels": 3, "disc_start": 0,
-                                      "disc_weight": 0.75, "disc_num_layers": 2, "codebook_weight": 1.0}},
-        },
-    }
-}
-
+from clipgen.bench_models import random_vqgan
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -48,16 +29,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        config = folder / "model.yaml"
-        config.write_text(yaml.safe_dump(IMAGENET_16384))
-        model = TamingVQGAN(read_config(config))
-        torch.save({"state_dict": model.state_dict(), "epoch": 0, "global_step": 0}, folder / "last.ckpt")
-        del model
+        vqgan = random_vqgan(folder)
         stamps: list[float] = []
         result = clipgen.generate(
             "a lighthouse", generator="vqgan", clip=["ViT-B-32:none"], size=(args.size, args.size),
             steps=args.steps, cutn=args.cutn, seed=0, out=str(folder / "out"), save_every=0,
-            vqgan={"config": str(config), "checkpoint": str(folder / "last.ckpt")},
+            vqgan=vqgan,
             callbacks=[lambda state: stamps.append(time.perf_counter())],
         )
     per_step = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the first (warm-up) step
