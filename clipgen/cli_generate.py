@@ -43,6 +43,15 @@ def generate(
                                                         rich_help_panel=GEN)] = None,
     vqgan_checkpoint: Annotated[Optional[str], typer.Option(help="Local VQGAN .ckpt (with --vqgan-config).",
                                                             rich_help_panel=GEN)] = None,
+    biggan: Annotated[Optional[str], typer.Option(help="BigGAN-deep model name (biggan-deep-128/256/512).",
+                                                  rich_help_panel=GEN)] = None,
+    biggan_dir: Annotated[Optional[str], typer.Option(help="Local folder with config.json + pytorch_model.bin.",
+                                                      rich_help_panel=GEN)] = None,
+    biggan_class: Annotated[Optional[str], typer.Option(
+        help="ImageNet class that starts (or with --set biggan.fix_class=true fixes) the search, "
+             "e.g. 'golden retriever'.", rich_help_panel=GEN)] = None,
+    truncation: Annotated[Optional[float], typer.Option(help="BigGAN truncation (0.02-1; lower: more typical).",
+                                                        rich_help_panel=GEN)] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Unpickle a dVAE .pkl that has no pinned SHA-256 (only files you trust).",
         rich_help_panel=GEN)] = False,
@@ -134,6 +143,9 @@ def generate(
         flags["vqgan"] = {k: v for k, v in vqgan_flags.items() if v is not None}
     if trust_checkpoint:
         flags["dvae"] = {"trust_checkpoint": True}
+    biggan_flags = {"model": biggan, "model_dir": biggan_dir, "class_name": biggan_class, "truncation": truncation}
+    if any(v is not None for v in biggan_flags.values()):
+        flags["biggan"] = {k: v for k, v in biggan_flags.items() if v is not None}
     settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
     if dry_run:
         _dry_run(settings)

@@ -13,7 +13,7 @@ import torch
 
 # Two cores: never let one test process grab more threads than there are cores,
 # and keep runs reproducible.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS") or 2), 2, os.cpu_count() or 1))
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 32,

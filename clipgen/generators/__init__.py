@@ -16,6 +16,7 @@ GENERATORS: dict[str, str] = {
     "clipdraw": "clipgen.generators.clipdraw:ClipDrawGenerator",
     "vqgan": "clipgen.generators.vqgan:VQGANGenerator",
     "dvae": "clipgen.generators.dvae:DVAEGenerator",
+    "biggan": "clipgen.generators.biggan:BigGANGenerator",
 }
 
 

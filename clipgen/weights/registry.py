@@ -1,5 +1,6 @@
 """The weights registry: which pretrained files exist, where they are hosted, what they weigh.
 
+An entry is a name, a kind (``vqgan``, ``dalle-dvae``, ``biggan-deep``…), a description
 and the files it consists of (:mod:`.spec`). Each family of models keeps its entries in
 its own module (``vqgan_entries.py``…); adding a family is one module plus one line in
 :data:`ENTRIES`. Nothing else in the package knows about particular models.
@@ -11,6 +12,7 @@ This module is pure data and lookups: no disk, no network (see :mod:`.cache` and
 from __future__ import annotations
 
 from clipgen.errors import ModelError, did_you_mean
+from clipgen.weights.biggan_entries import BIGGAN_ENTRIES
 from clipgen.weights.dvae_entries import DVAE_ENTRIES
 from clipgen.weights.spec import FileSpec, WeightsEntry
 from clipgen.weights.vqgan_entries import VQGAN_CHECKPOINT, VQGAN_CONFIG, VQGAN_ENTRIES
@@ -21,6 +23,7 @@ __all__ = ["FileSpec", "WeightsEntry", "VQGAN_CONFIG", "VQGAN_CHECKPOINT", "ENTR
 ENTRIES: tuple[WeightsEntry, ...] = (
     *VQGAN_ENTRIES,
     *DVAE_ENTRIES,
+    *BIGGAN_ENTRIES,
 )
 REGISTRY: dict[str, WeightsEntry] = {entry.name: entry for entry in ENTRIES}
 
