@@ -128,11 +128,9 @@ def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
     """The tensors of a ``state_dict`` file (``module.`` prefixes of DataParallel saves removed)."""
-    if not isinstance(checkpoint, dict):
-        raise ModelError(f"BigGAN weights {path} hold a {type(checkpoint).__name__}, not a state dict; {fix}")
-    state = checkpoint.get("state_dict", checkpoint)
-    if not isinstance(state, dict):
-        raise ModelError(f"BigGAN weights {path}: 'state_dict' is not a dict; {fix}")
+    from clipgen.checkpoints import state_dict_of
+
+    state = state_dict_of(checkpoint, path, fix, what="BigGAN weights")
     return {k.removeprefix("module."): v for k, v in state.items()
             if isinstance(k, str) and isinstance(v, torch.Tensor)}
 

@@ -147,3 +147,13 @@ def _one_line(exc: BaseException) -> str:
     line = (specific or lines or [type(exc).__name__])[0]
     line = line.removeprefix("WeightsUnpickler error:").strip()
     return line.split(". Please use")[0][:200].rstrip(".")
+
+
+def state_dict_of(checkpoint: Any, path: Path, fix: str, what: str = "checkpoint") -> dict:
+    """The ``state_dict`` inside a training checkpoint, or the checkpoint itself if it is one."""
+    if not isinstance(checkpoint, dict):
+        raise ModelError(f"{what} {path} holds a {type(checkpoint).__name__}, not a state dict; {fix}")
+    state = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state, dict):
+        raise ModelError(f"{what} {path}: 'state_dict' is not a dict; {fix}")
+    return state

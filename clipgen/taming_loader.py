@@ -172,11 +172,9 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
     """The model's ``state_dict`` from a Lightning checkpoint (or a bare state dict)."""
-    if not isinstance(checkpoint, dict):
-        raise ModelError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict; {fix}")
-    state = checkpoint.get("state_dict", checkpoint)
-    if not isinstance(state, dict):
-        raise ModelError(f"checkpoint {path}: 'state_dict' is not a dict; {fix}")
+    from clipgen.checkpoints import state_dict_of
+
+    state = state_dict_of(checkpoint, path, fix)
     return {k: v for k, v in state.items() if isinstance(k, str) and k.startswith(PREFIXES)}
 
 
