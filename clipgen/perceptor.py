@@ -26,6 +26,12 @@ from clipgen.errors import MissingWeightsError, ModelError, SettingsError, did_y
 
 RANDOM_WEIGHTS = ("none", "random")
 
+# CLIP models shipped inside the package: name -> (folder, pinned SHA-256 of the weights).
+BUILTIN = {
+    "toy": (Path(__file__).resolve().parent / "toy" / "models" / "clip",
+            "58710f6d7338926e02d3037d2953b88f9da958e558cf5714b77c725fdce63d3b"),
+}
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -63,6 +69,8 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     body, weight = _split_weight(spec.strip())
     if not body:
         raise SettingsError("empty --clip value; give e.g. ViT-B-32:openai or a local folder")
+    if body in BUILTIN:
+        return ClipSpec(raw=spec, weight=weight, local_dir=str(verified_builtin(body)))
     if body.startswith("hf-hub:"):
         return ClipSpec(raw=spec, weight=weight, hf_hub=body)
     local = body[len("local-dir:"):] if body.startswith("local-dir:") else body
@@ -95,6 +103,22 @@ def parse_clip_spec(spec: str) -> ClipSpec:
         raise SettingsError(f"unknown pretrained tag {pretrained!r} for {arch}; "
                             f"{did_you_mean(pretrained, tags)}")
     return ClipSpec(raw=spec, weight=weight, arch=arch, pretrained=pretrained)
+
+
+def verified_builtin(name: str) -> Path:
+    """The folder of a shipped CLIP, after checking its weights against the pinned digest."""
+    import hashlib
+
+    folder, digest = BUILTIN[name]
+    weights = folder / "open_clip_model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"the built-in CLIP {name!r} is missing from this installation ({weights}); "
+                         "reinstall clipgen")
+    seen = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if seen != digest:
+        raise ModelError(f"the built-in CLIP {name!r} fails its SHA-256 check ({seen[:12]}… is not the "
+                         f"pinned {digest[:12]}…); reinstall clipgen")
+    return folder
 
 
 class ClipModel(nn.Module):

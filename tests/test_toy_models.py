@@ -1,0 +1,35 @@
+"""The shipped toy CLIP loads offline, from its pinned digest, and reads the toy world."""
+
+import shutil
+
+import pytest
+import torch
+
+from clipgen.errors import ModelError
+from clipgen.perceptor import BUILTIN, load_perceptor, parse_clip_spec
+from clipgen.scoring import zero_shot_probabilities
+from clipgen.toy.world import Label, sample
+
+
+def test_builtin_toy_clip_loads_offline_and_knows_colours(monkeypatch):
+    monkeypatch.setenv("CLIPGEN_OFFLINE", "1")
+    perceptor = load_perceptor(("toy",), torch.device("cpu"), offline=True)
+    assert perceptor.input_sizes == (64,)
+    images = [sample(s, label=Label(c, "circle", "white" if c != "white" else "black", "large", 1, "center")).image
+              for s, c in enumerate(["red", "blue", "green", "yellow"])]
+    labels = ["a red circle", "a blue circle", "a green circle", "a yellow circle"]
+    probs = zero_shot_probabilities(perceptor, images, labels)
+    assert probs.argmax(dim=1).tolist() == [0, 1, 2, 3]
+
+
+def test_tampered_builtin_is_refused(tmp_path, monkeypatch):
+    folder, digest = BUILTIN["toy"]
+    copy = tmp_path / "clip"
+    shutil.copytree(folder, copy)
+    weights = copy / "open_clip_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setitem(BUILTIN, "toy", (copy, digest))
+    with pytest.raises(ModelError, match="fails its SHA-256 check"):
+        parse_clip_spec("toy")
