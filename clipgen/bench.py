@@ -58,7 +58,6 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
               size: int | None = None, cutn: int | None = None) -> dict:
     """Time ``steps`` optimisation steps (after ``warmup``) stage by stage."""
     from clipgen.api import peak_rss_mb
-    from clipgen.losses import prompt_loss
     from clipgen.outputs.images import png_bytes, tensor_to_pil
     from clipgen.session import build_session
     from clipgen.settings import resolve_run_settings
@@ -98,11 +97,7 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
             mark()
             views = objective.cutouts(image)
             mark()
-            loss = image.new_zeros(())
-            for model, targets, weight in zip(session.perceptor.models, objective.targets,
-                                              objective.model_weights):
-                embeds = model.encode_image(views[model.input_size])
-                loss = loss + weight * prompt_loss(embeds, targets.embeds, targets.weights, targets.stops)
+            loss = objective.clip_loss(views)
             mark()
             loss.backward()
             mark()

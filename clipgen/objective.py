@@ -71,12 +71,16 @@ class Objective(nn.Module):
     def set_targets(self, targets: list[Targets]) -> None:
         self.targets = targets
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        views = self.cutouts(image)
-        loss = image.new_zeros(())
+    def clip_loss(self, views: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Ensemble-weighted prompt loss of cutouts ``{input size: (N, 3, s, s)}``."""
+        loss = next(iter(views.values())).new_zeros(())
         for model, targets, weight in zip(self.perceptor.models, self.targets, self.model_weights):
             embeds = model.encode_image(views[model.input_size])
             loss = loss + weight * prompt_loss(embeds, targets.embeds, targets.weights, targets.stops)
+        return loss
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        loss = self.clip_loss(self.cutouts(image))
         if self.tv_weight:
             loss = loss + self.tv_weight * total_variation(image)
         if self.init_weight and self.init_image is not None:
