@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import logging
 import resource
 import sys
@@ -142,6 +143,14 @@ def _checkpoint(session: Session, folder: Path, step: int, losses: list, initial
                                 initial_similarity=initial_similarity))
 
 
+def check_interval(device, save_every: int, checkpoint_every: int) -> int:
+    """How often the loop reads its finiteness flag: every step where that is free (CPU);
+    on a GPU every few steps, on a step where frames and checkpoints fall anyway."""
+    if device.type != "cuda":
+        return 1
+    return math.gcd(10, save_every or 10, checkpoint_every or 10)
+
+
 def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int, losses: list,
             initial_similarity: float, started: float) -> Result:
     """Optimise from ``start_step`` writing into ``folder``; shared by run() and resume()."""
@@ -167,6 +176,7 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     def remember(state: StepState) -> None:
         last[0] = state
         if state.loss is not None:
+            del losses[state.step - 1:]  # a step redone after a numerical rewind replaces its loss
             losses.append(state.loss)
 
     def checkpoint(state: StepState) -> None:
@@ -183,7 +193,11 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
         with graceful_stop() as stop:
             step = optimize(session.generator, session.objective, session.optimizer, settings.steps,
                             callbacks=[remember, writer, *scheduled, *callbacks, checkpoint],
-                            start_step=start_step, should_stop=stop)
+                            start_step=start_step, should_stop=stop,
+                            check_every=check_interval(session.device, settings.save_every, every))
+        if last[0].step != step:  # rewound past the last callback's state
+            last[0] = StepState(step, settings.steps, None, session.generator)
+            del losses[step:]
         if step < settings.steps:
             status = "interrupted"
             _checkpoint(session, folder, step, losses, initial_similarity)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +147,7 @@ def run_batch(items: list[BatchItem], resolve, out: Path, resume: bool = False,
     from clipgen import api
     from clipgen.devices import resolve_device
     from clipgen.errors import ClipgenError
-    from clipgen.perceptor import load_perceptor
-    from clipgen.session import env_offline
+    from clipgen.session import env_offline, load_run_perceptor
 
     perceptors: dict[tuple, Any] = {}
     outcomes = []
@@ -168,9 +167,10 @@ def run_batch(items: list[BatchItem], resolve, out: Path, resume: bool = False,
                     result = api.resume(previous, callbacks=callbacks)
                 else:
                     offline = settings.offline or env_offline()
-                    key = (settings.clip, settings.device, offline)
+                    key = (settings.clip, settings.device, settings.precision, settings.compile, offline)
                     if key not in perceptors:
-                        perceptors[key] = load_perceptor(settings.clip, resolve_device(settings.device), offline)
+                        perceptors[key] = load_run_perceptor(replace(settings, offline=offline),
+                                                             resolve_device(settings.device))
                     result = api.run(settings, callbacks=callbacks, perceptor=perceptors[key],
                                      folder_name=folder_name(item))
                 outcome = Outcome(item, "finished", result.paths["folder"], result.final_similarity,

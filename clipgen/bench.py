@@ -55,10 +55,14 @@ def _sync(device: torch.device) -> None:
 
 
 def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", clip: str | None = None,
-              size: int | None = None, cutn: int | None = None) -> dict:
-    """Time ``steps`` optimisation steps (after ``warmup``) stage by stage."""
+              size: int | None = None, cutn: int | None = None, precision: str = "auto",
+              cut_batch: int | None = None, checkpointing: bool = False, compile: str = "auto") -> dict:
+    """Time ``steps`` optimisation steps (after ``warmup``) stage by stage, through the
+    same ``loss_and_backward`` a run uses."""
     from clipgen.api import peak_rss_mb
+    from clipgen.objective import StageTimer
     from clipgen.outputs.images import png_bytes, tensor_to_pil
+    from clipgen.precision import precision_name
     from clipgen.session import build_session
     from clipgen.settings import resolve_run_settings
 
@@ -69,52 +73,47 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         options = dict(case.options)
         if case.weights:
             options.update(_write_weights(case.weights, Path(tmp) / "weights"))
-        settings = resolve_run_settings(flags={
+        if checkpointing:
+            options["checkpointing"] = True
+        flags = {
             "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
             "clip": [clip or case.clip], "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
             "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
-            case.generator: options,
-        })
+            "precision": precision, "compile": compile, case.generator: options,
+        }
+        if cut_batch is not None:
+            flags["cut_batch"] = cut_batch
+        settings = resolve_run_settings(flags=flags)
         session = build_session(settings)
         dev = session.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         generator, objective, optimizer = session.generator, session.objective, session.optimizer
-        totals = dict.fromkeys(STAGES, 0.0)
-        started = None
+        timer = StageTimer(dev)
+        started = time.perf_counter()
         for step in range(warmup + steps):
             if step == warmup:
-                totals = dict.fromkeys(STAGES, 0.0)
-                started = time.perf_counter()
-            marks = [time.perf_counter()]
-
-            def mark():
                 _sync(dev)
-                marks.append(time.perf_counter())
-
+                timer.totals = {}
+                started = time.perf_counter()
+            timer.restart()
             optimizer.zero_grad(set_to_none=True)
             image = generator()
-            mark()
-            views = objective.cutouts(image)
-            mark()
-            loss = objective.clip_loss(views)
-            mark()
-            loss.backward()
-            mark()
+            objective.loss_and_backward(image, timer)
             optimizer.step()
             generator.constrain_()
-            mark()
-            # what the frame writer does on a save step
-            png_bytes(tensor_to_pil(image.detach()))
-            mark()
-            for stage, (a, b) in zip(STAGES, zip(marks, marks[1:])):
-                totals[stage] += b - a
+            timer.mark("optimizer")
+            png_bytes(tensor_to_pil(image.detach()))  # what the frame writer does on a save step
+            timer.mark("callbacks")
+        _sync(dev)
         elapsed = time.perf_counter() - started
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
     return {
         "preset": name, "description": case.description, "device": str(dev),
+        "precision": precision_name(session.perceptor.dtype), "cutn": settings.cutn,
+        "cut_batch": settings.cut_batch, "size": settings.width,
         "threads": torch.get_num_threads(), "steps": steps, "steps_per_second": steps / elapsed,
         "seconds_per_step": elapsed / steps,
-        "stages": {stage: totals[stage] / steps for stage in STAGES},
+        "stages": {stage: timer.totals.get(stage, 0.0) / steps for stage in STAGES},
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
     }

@@ -93,6 +93,13 @@ def generate(
                                                 rich_help_panel=OPT)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.",
                                                   rich_help_panel=OPT)] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="auto, fp32, bf16 or fp16: the frozen models' precision (auto: bf16 on CUDA and on CPUs "
+             "with bf16 matrix units, else fp32).", rich_help_panel=OPT)] = None,
+    cut_batch: Annotated[Optional[int], typer.Option(
+        help="Cutouts per CLIP forward (0: all); memory stays flat as --cutn grows.", rich_help_panel=OPT)] = None,
+    compile: Annotated[Optional[str], typer.Option(
+        help="torch.compile the CLIP image tower: auto (off), on, off.", rich_help_panel=OPT)] = None,
     out: Annotated[Optional[str], typer.Option(help="Output directory (a folder per run inside).",
                                                rich_help_panel=OUT)] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps; 0 for none.",
@@ -135,7 +142,8 @@ def generate(
         "rotate": rotate, "generator": generator, "size": size, "init_image": init_image,
         "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
         "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
-        "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "out": out,
+        "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "precision": precision,
+        "cut_batch": cut_batch, "compile": compile, "out": out,
         "save_every": save_every, "candidates": candidates, "keep": keep, "rank_clip": rank_clip, "checkpoint_every": checkpoint_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
     }
     vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
@@ -191,14 +199,18 @@ def _dry_run(settings) -> None:
     from clipgen.devices import resolve_device
     from clipgen.generators import get_generator_class
     from clipgen.memory import available_bytes, estimate_bytes, gib
+    from clipgen.precision import precision_name, resolve_precision
 
     device = resolve_device(settings.device)
+    dtype = resolve_precision(settings.precision, device)
     need = estimate_bytes(settings.width, settings.height, settings.cutn,
-                          image_factor=get_generator_class(settings.generator).memory_factor)
+                          image_factor=get_generator_class(settings.generator).memory_factor,
+                          cut_batch=settings.cut_batch, dtype=dtype)
     sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     have = available_bytes(device)
-    stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP models extra); "
-                           f"{device.type} available: {gib(have) if have else 'unknown'}")
+    stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP and generator weights extra) at "
+                           f"{precision_name(dtype)} on {device.type}; "
+                           f"available: {gib(have) if have else 'unknown'}")
 
 
 @contextlib.contextmanager

@@ -52,6 +52,28 @@ def train_clip_command(
     sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
 
 
+@toy_app.command("train-vqgan")
+def train_vqgan_command(
+    out: Annotated[Path, typer.Option(help="Folder for model.yaml + last.ckpt (taming format).")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 3000,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 32,
+    minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32",
+                                                 help="Autocast convolutions to bf16 (default: if the CPU has AMX).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the toy VQGAN (taming architecture) on the shapes world (CPU)."""
+    from clipgen.toy.train_vqgan import VQTrainConfig, train
+
+    config = VQTrainConfig(steps=steps, batch_size=batch_size, threads=threads, seed=seed, bf16=bf16,
+                           max_seconds=minutes * 60 if minutes else None, pool_images=min(12_000, steps * batch_size))
+    progress, on_step = _progress(steps, "train-vqgan")
+    with progress:
+        metrics = train(config, out_dir=out, on_step=on_step)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+
+
 @toy_app.command("train-judge")
 def train_judge_command(
     out: Annotated[Path, typer.Option(help="Folder for judge.safetensors.")],

@@ -93,10 +93,11 @@ class Cutouts(nn.Module):
         # Noise goes last so it is not smoothed away by the resampling of the geometric ops.
         self.noise = noise[0] if noise else nn.Identity()
 
-    def forward(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(self, image: torch.Tensor, n: int | None = None) -> dict[int, torch.Tensor]:
+        """``n`` cutouts (default ``cutn``): a chunk, when cutouts are batched."""
         largest = self.sizes[0]
         _, _, height, width = image.shape
-        boxes = crop_boxes(self.cutn, self.cut_pow, height, width, min_size=largest)
+        boxes = crop_boxes(n or self.cutn, self.cut_pow, height, width, min_size=largest)
         batch = crop_and_resize(image, boxes, largest)
         batch = self.noise(self.augment(batch))
         out = {largest: batch}

@@ -60,39 +60,62 @@ def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
     raise SettingsError(f"unknown optimizer {name!r}; valid: adam, adamw, sgd")
 
 
-def _all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+def _finite_flag(tensors: Iterable[torch.Tensor]) -> torch.Tensor | None:
+    """A device-side flag (no host sync): all of ``tensors`` are finite."""
     flags = [torch.isfinite(t).all() for t in tensors if t is not None]
-    return bool(torch.stack(flags).all()) if flags else True
+    return torch.stack(flags).all() if flags else None
 
 
 class _LastGood:
-    """A copy of the parameters and optimiser state from the last step that stayed finite."""
+    """A copy of the parameters and optimiser state from the last verified step."""
 
-    def __init__(self, generator: Generator, optimizer: torch.optim.Optimizer):
+    def __init__(self, generator: Generator, optimizer: torch.optim.Optimizer, step: int):
         self.generator, self.optimizer = generator, optimizer
-        self.save()
+        self.save(step)
 
-    def save(self) -> None:
+    def save(self, step: int) -> None:
+        self.step = step
         self.params = [p.detach().clone() for p in self.generator.parameters() if p.requires_grad]
-        self.opt_state = copy.deepcopy(self.optimizer.state_dict())
+        # Tensors are cloned directly; deepcopy of the whole state dict was a per-step cost.
+        state = self.optimizer.state_dict()
+        self.opt_state = {
+            "state": {k: {n: (v.clone() if isinstance(v, torch.Tensor) else v) for n, v in s.items()}
+                      for k, s in state["state"].items()},
+            "param_groups": copy.deepcopy(state["param_groups"]),
+        }
 
     @torch.no_grad()
-    def restore(self) -> None:
+    def restore(self) -> int:
         for p, saved in zip((p for p in self.generator.parameters() if p.requires_grad), self.params):
             p.copy_(saved)
         lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(self.opt_state)
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
+        return self.step
+
+
+def forward_backward(generator: Generator, objective) -> torch.Tensor:
+    """One step's loss, backpropagated into the generator's parameters (returned detached)."""
+    image = generator()
+    if hasattr(objective, "loss_and_backward"):
+        return objective.loss_and_backward(image)
+    loss = objective(image)
+    loss.backward()
+    return loss.detach()
 
 
 def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Tensor],
              optimizer: torch.optim.Optimizer, steps: int, callbacks: Iterable[Callback] = (),
-             start_step: int = 0, should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Run steps ``start_step+1 .. steps``; returns the last finished step.
+             start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
+             check_every: int = 1) -> int:
+    """Run steps ``start_step+1 .. steps``; returns the last finished (verified) step.
 
-    Callbacks get step 0 first when starting fresh. A non-finite loss, gradient or
-    parameter restores the last good state, halves the learning rate and retries.
+    Callbacks get step 0 first when starting fresh. Every ``check_every`` steps (and at
+    the end) the loop checks that loss, gradients and parameters stayed finite; if not,
+    it restores the last verified state, halves the learning rate and goes on from
+    there (callbacks see the redone steps again). Checking reads a flag from the
+    device, so on a GPU it is done only every few steps, never inside a step.
     """
     callbacks = list(callbacks)
     if start_step == 0:
@@ -100,34 +123,44 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
         for callback in callbacks:
             callback(state)
     params = [p for p in generator.parameters() if p.requires_grad]
-    last_good = _LastGood(generator, optimizer)
+    last_good = _LastGood(generator, optimizer, start_step)
     retries = 0
     step = start_step
+    pending: list[torch.Tensor] = []
+
+    def verified() -> bool:
+        flags = [f for f in (*pending, _finite_flag(params)) if f is not None]
+        pending.clear()
+        return bool(torch.stack(flags).all()) if flags else True
+
     while step < steps and not should_stop():
         optimizer.zero_grad(set_to_none=True)
-        loss = objective(generator())
-        loss.backward()
-        finite = _all_finite([loss, *(p.grad for p in params)])
-        if finite:
-            optimizer.step()
-            generator.constrain_()
-            finite = _all_finite(params)
-        if not finite:
-            retries += 1
-            last_good.restore()
-            if retries > MAX_NUMERIC_RETRIES:
-                raise NumericalError(
-                    f"the loss kept becoming NaN/inf at step {step + 1} even after lowering the learning "
-                    f"rate {MAX_NUMERIC_RETRIES} times; use a smaller --lr (the last good image is kept)")
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.5
-            log.warning("non-finite loss or gradient at step %d: restored the last good state and "
-                        "halved the learning rate to %.3g", step + 1, optimizer.param_groups[0]["lr"])
-            continue
-        retries = 0
+        loss = forward_backward(generator, objective)
+        flag = _finite_flag([loss, *(p.grad for p in params)])
+        if flag is not None:
+            pending.append(flag)
+        optimizer.step()
+        generator.constrain_()
         step += 1
-        last_good.save()
-        state = StepState(step=step, total=steps, loss=loss.detach(), generator=generator, objective=objective)
+        if step % check_every == 0 or step == steps:
+            if not verified():
+                retries += 1
+                step = last_good.restore()
+                if retries > MAX_NUMERIC_RETRIES:
+                    raise NumericalError(
+                        f"the loss kept becoming NaN/inf at step {step + 1} even after lowering the learning "
+                        f"rate {MAX_NUMERIC_RETRIES} times; use a smaller --lr (the last good image is kept)")
+                for group in optimizer.param_groups:
+                    group["lr"] *= 0.5
+                log.warning("non-finite loss or gradient after step %d: restored the last good state and "
+                            "halved the learning rate to %.3g", step, optimizer.param_groups[0]["lr"])
+                continue
+            retries = 0
+            last_good.save(step)
+        state = StepState(step=step, total=steps, loss=loss, generator=generator, objective=objective)
         for callback in callbacks:
             callback(state)
+    if step != last_good.step and not verified():
+        # Stopped between checks with a broken state: hand back the last verified one.
+        step = last_good.restore()
     return step

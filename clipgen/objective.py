@@ -56,8 +56,9 @@ class Objective(nn.Module):
     def __init__(self, perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
                  tv_weight: float = 0.0, init_weight: float = 0.0,
                  init_image: torch.Tensor | None = None,
-                 regularizer: Callable[[], torch.Tensor] | None = None):
+                 regularizer: Callable[[], torch.Tensor] | None = None, cut_batch: int = 0):
         super().__init__()
+        self.cut_batch = cut_batch
         self.perceptor = perceptor
         self.cutouts = cutouts
         self.targets = targets
@@ -80,7 +81,11 @@ class Objective(nn.Module):
         return loss
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        loss = self.clip_loss(self.cutouts(image))
+        return self.clip_loss(self.cutouts(image)) + self.image_terms(image)
+
+    def image_terms(self, image: torch.Tensor) -> torch.Tensor:
+        """The loss terms that look at the whole image (not through CLIP)."""
+        loss = image.new_zeros(())
         if self.tv_weight:
             loss = loss + self.tv_weight * total_variation(image)
         if self.init_weight and self.init_image is not None:
@@ -88,6 +93,71 @@ class Objective(nn.Module):
         if self.regularizer is not None:
             loss = loss + self.regularizer()
         return loss
+
+    def chunks(self) -> list[int]:
+        cutn = self.cutouts.cutn
+        size = self.cut_batch or cutn
+        return [min(size, cutn - start) for start in range(0, cutn, size)]
+
+    def loss_and_backward(self, image: torch.Tensor, timer: "StageTimer | None" = None) -> torch.Tensor:
+        """Backpropagate the loss of ``image`` into the generator; returns it (detached).
+
+        Cutouts go through CLIP ``cut_batch`` at a time, each chunk's gradient is
+        accumulated on a detached copy of the image and the graph freed, and one final
+        backward carries the summed image gradient through the generator. Peak memory is
+        then one chunk's CLIP activations whatever ``cutn`` is; the loss is exactly the
+        same, because it is a mean over cutouts.
+        """
+        timer = timer or _NO_TIMER
+        timer.mark("generator")
+        leaf = image.detach().requires_grad_(True)
+        cutn = self.cutouts.cutn
+        total = image.new_zeros((), dtype=torch.float32)
+        for n in self.chunks():
+            views = self.cutouts(leaf, n)
+            timer.mark("cutouts")
+            loss = self.clip_loss(views) * (n / cutn)
+            timer.mark("clip")
+            loss.backward()
+            total = total + loss.detach()
+            timer.mark("backward")
+        terms = self.image_terms(image)
+        surrogate = (image * leaf.grad).sum() + terms
+        surrogate.backward()
+        timer.mark("backward")
+        return total + terms.detach()
+
+
+class StageTimer:
+    """Wall time per named stage, charged at each ``mark`` since the previous one.
+
+    On CUDA every mark synchronises, so it is for benchmarks only; runs use no timer."""
+
+    def __init__(self, device: torch.device):
+        import time
+
+        self._clock = time.perf_counter
+        self.device = device
+        self.totals: dict[str, float] = {}
+        self._last = self._clock()
+
+    def restart(self) -> None:
+        self._last = self._clock()
+
+    def mark(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = self._clock()
+        self.totals[stage] = self.totals.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+class _NoTimer:
+    def mark(self, stage: str) -> None:
+        pass
+
+
+_NO_TIMER = _NoTimer()
 
 
 @torch.no_grad()

@@ -22,16 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipgen import builtin
 from clipgen.errors import MissingWeightsError, ModelError, SettingsError, did_you_mean
 
 RANDOM_WEIGHTS = ("none", "random")
-
-# CLIP models shipped inside the package: name -> (folder, pinned SHA-256 of the weights).
-BUILTIN = {
-    "toy": (Path(__file__).resolve().parent / "toy" / "models" / "clip",
-            "58710f6d7338926e02d3037d2953b88f9da958e558cf5714b77c725fdce63d3b"),
-}
-
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -69,8 +63,9 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     body, weight = _split_weight(spec.strip())
     if not body:
         raise SettingsError("empty --clip value; give e.g. ViT-B-32:openai or a local folder")
-    if body in BUILTIN:
-        return ClipSpec(raw=spec, weight=weight, local_dir=str(verified_builtin(body)))
+    shipped = builtin.get("clip", body)
+    if shipped is not None:
+        return ClipSpec(raw=spec, weight=weight, local_dir=str(builtin.verified_folder(shipped)))
     if body.startswith("hf-hub:"):
         return ClipSpec(raw=spec, weight=weight, hf_hub=body)
     local = body[len("local-dir:"):] if body.startswith("local-dir:") else body
@@ -105,29 +100,17 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     return ClipSpec(raw=spec, weight=weight, arch=arch, pretrained=pretrained)
 
 
-def verified_builtin(name: str) -> Path:
-    """The folder of a shipped CLIP, after checking its weights against the pinned digest."""
-    import hashlib
-
-    folder, digest = BUILTIN[name]
-    weights = folder / "open_clip_model.safetensors"
-    if not weights.is_file():
-        raise ModelError(f"the built-in CLIP {name!r} is missing from this installation ({weights}); "
-                         "reinstall clipgen")
-    seen = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if seen != digest:
-        raise ModelError(f"the built-in CLIP {name!r} fails its SHA-256 check ({seen[:12]}… is not the "
-                         f"pinned {digest[:12]}…); reinstall clipgen")
-    return folder
-
-
 class ClipModel(nn.Module):
     """A frozen CLIP with its own input size and normalisation."""
 
-    def __init__(self, label: str, model: nn.Module, tokenizer, weight: float):
+    def __init__(self, label: str, model: nn.Module, tokenizer, weight: float,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
+        from clipgen.precision import convert_frozen
+
         self.label = label
-        self.model = model.eval().requires_grad_(False)
+        self.model = convert_frozen(model.eval().requires_grad_(False), dtype)
+        self.dtype = dtype
         self.tokenizer = tokenizer
         self.weight = weight
         size = model.visual.image_size
@@ -139,7 +122,12 @@ class ClipModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, s, s)`` in [0, 1] at this model's input size -> ``(N, D)`` unit vectors."""
-        return F.normalize(self.model.encode_image((images - self.mean) / self.std).float(), dim=-1)
+        pixels = ((images - self.mean) / self.std).to(self.dtype)
+        return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
+
+    def compile_image_tower(self) -> None:
+        """``torch.compile`` the image tower (the part that runs every step)."""
+        self.model.visual = torch.compile(self.model.visual)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -150,7 +138,7 @@ class ClipModel(nn.Module):
     def encode_pil(self, images) -> torch.Tensor:
         """Whole images (PIL or (N,3,H,W) tensors in [0,1]) resized to the input size."""
         batch = images if isinstance(images, torch.Tensor) else torch.stack([pil_to_tensor(i) for i in images])
-        batch = batch.to(self.mean.device)
+        batch = batch.to(self.mean.device, torch.float32)
         batch = F.interpolate(batch, size=(self.input_size, self.input_size), mode="bilinear",
                               antialias=True, align_corners=False)
         return self.encode_image(batch)
@@ -177,6 +165,10 @@ class Perceptor(nn.Module):
     @property
     def weights(self) -> list[float]:
         return [m.weight for m in self.models]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.models[0].dtype
 
 
 def _load_open_clip(spec: ClipSpec, device: torch.device, offline: bool) -> tuple[nn.Module, object]:
@@ -232,12 +224,13 @@ def _explain_load_failure(spec: ClipSpec, exc: Exception, offline: bool) -> Exce
     return ModelError(f"CLIP {spec.label} could not be loaded: {message}")
 
 
-def load_perceptor(specs: tuple[str, ...], device: torch.device, offline: bool = False) -> Perceptor:
+def load_perceptor(specs: tuple[str, ...], device: torch.device, offline: bool = False,
+                   dtype: torch.dtype = torch.float32) -> Perceptor:
     if not specs:
         raise SettingsError("no CLIP model given; pass --clip, e.g. --clip ViT-B-32:openai")
     parsed = [parse_clip_spec(s) for s in specs]
     models = []
     for spec in parsed:
         model, tokenizer = _load_open_clip(spec, device, offline)
-        models.append(ClipModel(spec.label, model, tokenizer, spec.weight))
+        models.append(ClipModel(spec.label, model, tokenizer, spec.weight, dtype))
     return Perceptor(models).to(device)

@@ -32,7 +32,7 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
     from clipgen.outputs.atomic import atomic_path, write_text
     from clipgen.outputs.naming import make_run_dir
     from clipgen.perceptor import load_perceptor
-    from clipgen.session import check_inputs
+    from clipgen.session import check_inputs, load_run_perceptor
 
     if settings.keep > settings.candidates:
         raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates}")
@@ -40,7 +40,7 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
         raise SettingsError("ranking candidates needs a text prompt")
     settings, device, *_ = check_inputs(settings)
     if perceptor is None:
-        perceptor = load_perceptor(settings.clip, device, offline=settings.offline)
+        perceptor = load_run_perceptor(settings, device)
     ranker = (load_perceptor(settings.rank_clip, resolve_device(settings.device), offline=settings.offline)
               if settings.rank_clip else perceptor)
     folder = make_run_dir(settings.out, api.run_slug(settings))

@@ -44,6 +44,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def compute_dtype(settings: Settings, device: torch.device) -> torch.dtype:
+    from clipgen.precision import resolve_precision
+
+    return resolve_precision(settings.precision, device)
+
+
+def load_run_perceptor(settings: Settings, device: torch.device):
+    """The run's CLIP ensemble in the run's precision (compiled if asked)."""
+    from clipgen.perceptor import load_perceptor
+
+    perceptor = load_perceptor(settings.clip, device, offline=settings.offline,
+                               dtype=compute_dtype(settings, device))
+    if settings.compile == "on":
+        for model in perceptor.models:
+            model.compile_image_tower()
+    return perceptor
+
+
 def check_inputs(settings: Settings):
     """Checks that need no model: prompts, files, names, output folder, device. Returns
     ``(settings with seed/offline resolved, device, prompts, image prompts, init image)``."""
@@ -96,17 +114,16 @@ def build_session(settings: Settings, perceptor=None) -> Session:
     from clipgen.loop import make_optimizer
     from clipgen.memory import check_fits
     from clipgen.objective import Objective, encode_targets
-    from clipgen.perceptor import load_perceptor
-
     settings, device, prompts, image_prompts, init_image = check_inputs(settings)
     generator_cls = get_generator_class(settings.generator)
     if perceptor is None:
-        perceptor = load_perceptor(settings.clip, device, offline=settings.offline)
+        perceptor = load_run_perceptor(settings, device)
+    dtype = compute_dtype(settings, device)
     check_fits(settings.width, settings.height, settings.cutn, device, perceptor.input_sizes,
-               generator_cls.memory_factor)
+               generator_cls.memory_factor, cut_batch=settings.cut_batch, dtype=dtype)
 
     seed_everything(settings.seed)
-    context = GeneratorContext(device=device, offline=settings.offline, steps=settings.steps)
+    context = GeneratorContext(device=device, offline=settings.offline, steps=settings.steps, dtype=dtype)
     generator = generator_cls((settings.width, settings.height), settings.options, context).to(device)
     # Capabilities of the generator itself, before any mask wrapper hides them.
     regularizer = generator.regularization_loss if isinstance(generator, Regularized) else None
@@ -134,7 +151,8 @@ def build_session(settings: Settings, perceptor=None) -> Session:
         targets = encode_targets(perceptor, prompts, image_prompts)
     cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(device)
     objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,
-                          init_weight=settings.init_weight, init_image=init_tensor, regularizer=regularizer)
+                          init_weight=settings.init_weight, init_image=init_tensor, regularizer=regularizer,
+                          cut_batch=settings.cut_batch)
     lr = settings.lr if settings.lr is not None else generator_cls.default_lr
     optimizer = make_optimizer(settings.optimizer, generator.param_groups(lr))
     if settings.story:

@@ -19,6 +19,8 @@ from clipgen.presets import flat_keys, load_preset, merge
 from clipgen.typed import build, option, to_plain
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class Settings:
     augment: tuple[str, ...] = option(("affine", "perspective", "jitter", "noise"), help="Cutout augmentations")
     seed: int | None = option(None, help="Random seed (default: drawn and recorded)", min=0, max=2**63 - 1)
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    precision: str = option("auto", help="Frozen models' compute precision (auto: bf16 where fast, else fp32)",
+                            choices=PRECISIONS)
+    cut_batch: int = option(32, help="Cutouts per CLIP forward (0: all at once); bounds memory for any --cutn",
+                            min=0, max=4096)
+    compile: str = option("auto", help="torch.compile the CLIP image tower (auto: off)", choices=COMPILE_MODES)
     out: str = option("outputs", help="Output directory")
     save_every: int = option(50, help="Save a frame every N steps (0: none)", min=0)
     checkpoint_every: int | None = option(

@@ -149,17 +149,79 @@ class TamingVQGAN(nn.Module):
         table = self.quantize.embed if self.config.kind == "gumbel" else self.quantize.embedding
         return table.weight
 
+    compute_dtype = torch.float32
+    checkpointing = False
+
+    def set_compute(self, dtype: torch.dtype, channels_last: bool) -> None:
+        """Run the convolutional parts in ``dtype`` (the codebook stays fp32: it is compared
+        with the fp32 latents being optimised)."""
+        from clipgen.precision import convert_frozen
+
+        for part in (self.encoder, self.decoder, self.quant_conv, self.post_quant_conv):
+            convert_frozen(part, dtype, channels_last)
+        self.compute_dtype = dtype
+        self._channels_last = channels_last
+
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """Quantised latents -> image in about ``[-1, 1]``."""
-        return self.decoder(self.post_quant_conv(z_q))
+        """Quantised latents -> image in about ``[-1, 1]`` (fp32)."""
+        h = z_q.to(self.compute_dtype)
+        if getattr(self, "_channels_last", False):
+            h = h.contiguous(memory_format=torch.channels_last)
+        h = self.post_quant_conv(h)
+        if self.checkpointing and torch.is_grad_enabled():
+            return _checkpointed_decode(self.decoder, h).float()
+        return self.decoder(h).float()
 
     def encode_tokens(self, image: torch.Tensor) -> torch.Tensor:
         """Image in ``[-1, 1]`` -> token indices ``(B, h, w)``, as the real model encodes."""
-        h = self.quant_conv(self.encoder(image))
+        h = self.quant_conv(self.encoder(image.to(self.compute_dtype))).float()
         if self.config.kind == "gumbel":
             # GumbelQuantize samples in training; its mode is the argmax of the logits.
-            return self.quantize.proj(h).argmax(dim=1)
+            return self.quantize.proj(h.to(self.quantize.proj.weight.dtype)).argmax(dim=1)
         return nearest_codes(h, self.codebook)
+
+
+def _checkpointed_decode(decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """taming's ``Decoder.forward`` with each resolution level recomputed in backward
+    instead of kept: the full-resolution levels hold most of a step's activations."""
+    from torch.utils.checkpoint import checkpoint
+
+    def level(i_level: int, x: torch.Tensor) -> torch.Tensor:
+        up = decoder.up[i_level]
+        for i_block in range(decoder.num_res_blocks + 1):
+            x = up.block[i_block](x, None)
+            if len(up.attn) > 0:
+                x = up.attn[i_block](x)
+        return up.upsample(x) if i_level != 0 else x
+
+    h = decoder.conv_in(h)
+    h = decoder.mid.block_2(decoder.mid.attn_1(decoder.mid.block_1(h, None)), None)
+    for i_level in reversed(range(decoder.num_resolutions)):
+        h = checkpoint(level, i_level, h, use_reentrant=False)
+    if decoder.give_pre_end:
+        return h
+    h = decoder.norm_out(h)
+    return decoder.conv_out(h * torch.sigmoid(h))  # taming's nonlinearity() is swish
+
+
+def _attention_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """taming's ``AttnBlock.forward`` (one head over all positions) through
+    ``scaled_dot_product_attention``: same maths, no (hw × hw) matrix through permuted
+    ``bmm`` copies, and a fused kernel in bf16."""
+    h = self.norm(x)
+    q, k, v = self.q(h), self.k(h), self.v(h)
+    b, c, height, width = q.shape
+    q, k, v = (t.reshape(b, c, height * width).transpose(1, 2).unsqueeze(1) for t in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    out = out.squeeze(1).transpose(1, 2).reshape(b, c, height, width)
+    return x + self.proj_out(out)
+
+
+def use_fused_attention(model: nn.Module) -> None:
+    diffusion, _ = _taming_modules()
+    for module in model.modules():
+        if isinstance(module, diffusion.AttnBlock):
+            module.forward = _attention_forward.__get__(module)
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -211,4 +273,5 @@ def load_weights(config: VQGANConfig, checkpoint_path: str | Path, device: torch
     # assign=True adopts the (memory-mapped) tensors instead of copying into meta ones.
     model.load_state_dict({k: state[k].float() for k in expected}, strict=True, assign=True)
     model.requires_grad_(False)
+    use_fused_attention(model)
     return model.eval().to(device)

@@ -40,6 +40,16 @@ def write_tiny_clip(directory, seed: int = 0):
     return directory
 
 
+@pytest.fixture(autouse=True)
+def _same_precision_on_every_cpu(monkeypatch):
+    """``--precision auto`` picks bf16 on CPUs with AMX/AVX-512-BF16 and fp32 elsewhere;
+    tests pin the fp32 answer so their numbers do not depend on the CI machine's CPU.
+    The bf16 paths are tested by asking for them explicitly."""
+    import clipgen.precision
+
+    monkeypatch.setattr(clipgen.precision, "cpu_has_fast_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     """Path of a tiny random-weight CLIP as a local directory; pass it to --clip."""

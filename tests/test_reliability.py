@@ -189,16 +189,16 @@ def test_size_that_cannot_fit_is_refused_with_an_estimate(run_cli, tiny_clip, tm
 def test_out_of_memory_names_the_knobs_and_saves_state(tiny_clip, tmp_path, monkeypatch):
     import clipgen.objective
 
-    real_forward = clipgen.objective.Objective.forward
+    real_step = clipgen.objective.Objective.loss_and_backward
     calls = []
 
-    def forward(self, image):
+    def loss_and_backward(self, image, timer=None):
         calls.append(1)
         if len(calls) == 4:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_forward(self, image)
+        return real_step(self, image, timer)
 
-    monkeypatch.setattr(clipgen.objective.Objective, "forward", forward)
+    monkeypatch.setattr(clipgen.objective.Objective, "loss_and_backward", loss_and_backward)
     with pytest.raises(clipgen.errors.ClipgenError, match="--size or --cutn") as failure:
         _uninterrupted(tiny_clip, tmp_path)
     assert "clipgen resume" in str(failure.value)

@@ -1,12 +1,14 @@
 """The shipped toy CLIP loads offline, from its pinned digest, and reads the toy world."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
 
 from clipgen.errors import ModelError
-from clipgen.perceptor import BUILTIN, load_perceptor, parse_clip_spec
+from clipgen import builtin
+from clipgen.perceptor import load_perceptor, parse_clip_spec
 from clipgen.scoring import zero_shot_probabilities
 from clipgen.toy.world import Label, sample
 
@@ -23,13 +25,13 @@ def test_builtin_toy_clip_loads_offline_and_knows_colours(monkeypatch):
 
 
 def test_tampered_builtin_is_refused(tmp_path, monkeypatch):
-    folder, digest = BUILTIN["toy"]
+    model = builtin.get("clip", "toy")
     copy = tmp_path / "clip"
-    shutil.copytree(folder, copy)
+    shutil.copytree(model.folder, copy)
     weights = copy / "open_clip_model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    monkeypatch.setitem(BUILTIN, "toy", (copy, digest))
+    monkeypatch.setitem(builtin.BUILTIN, ("clip", "toy"), replace(model, folder=copy))
     with pytest.raises(ModelError, match="fails its SHA-256 check"):
         parse_clip_spec("toy")

@@ -62,3 +62,48 @@ def test_toy_cli_judge_reports_attributes(run_cli, tmp_path):
     code, _, err = run_cli(["toy", "judge", image, "--prompt", "a red star",
                             "--judge", tmp_path / "missing.safetensors"])
     assert code == 2 and "clipgen toy train-judge" in err
+
+
+def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_clip):
+    import torch
+
+    from clipgen.generators.base import GeneratorContext
+    from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
+    from clipgen.toy.train_vqgan import VQTrainConfig, restart_dead_codes, train
+
+    losses = []
+    config = VQTrainConfig(steps=3, batch_size=4, pool_images=8, warmup=1, restart_every=2, eval_images=4,
+                           threads=1)
+    metrics = train(config, out_dir=tmp_path / "vqgan", on_step=lambda step, loss: losses.append(loss))
+    assert len(losses) == 3 and all(l == l and l > 0 for l in losses)
+    assert metrics["steps"] == 3 and metrics["psnr_db"] > 0
+    # The real on-disk format: yaml + Lightning-layout ckpt, read by the normal loader.
+    options = VQGANOptions(config=str(tmp_path / "vqgan" / "model.yaml"),
+                           checkpoint=str(tmp_path / "vqgan" / "last.ckpt"))
+    generator = VQGANGenerator((64, 64), options, GeneratorContext(device=torch.device("cpu")))
+    assert generator.tokens_hw == (16, 16)
+    image = generator()
+    image = image.detach()
+    assert image.shape == (1, 3, 64, 64) and 0 <= float(image.min()) and float(image.max()) <= 1
+    checkpoint = torch.load(tmp_path / "vqgan" / "last.ckpt", weights_only=True)
+    assert "state_dict" in checkpoint and "global_step" in checkpoint
+
+
+def test_dead_codes_move_onto_encoder_outputs():
+    import random
+
+    import torch
+
+    from clipgen.toy.train_vqgan import N_EMBED, build_model, restart_dead_codes
+
+    model = build_model()
+    usage = torch.ones(N_EMBED)
+    usage[[3, 7]] = 0
+    latents = torch.randn(2, model.codebook.shape[1], 4, 4)
+    before = model.codebook.detach().clone()
+    assert restart_dead_codes(model, usage, latents, random.Random(0)) == 2
+    changed = (model.codebook != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [3, 7]
+    flat = latents.movedim(1, -1).reshape(-1, latents.shape[1])
+    # each restarted code sits next to one of the latents
+    assert torch.cdist(model.codebook[[3, 7]], flat).min(dim=1).values.max() < 0.2

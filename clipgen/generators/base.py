@@ -38,6 +38,8 @@ class GeneratorContext:
     device: torch.device
     offline: bool = False
     steps: int = 0  # the run's total optimisation steps, for generators with schedules
+    # Precision for frozen networks (decoders); the optimised parameters stay fp32.
+    dtype: torch.dtype = torch.float32
 
 
 class Generator(nn.Module):

@@ -78,13 +78,21 @@ class JudgeConfig:
     seed: int = 0
     threads: int = 2
     eval_images: int = 1000
+    bf16: bool | None = None  # autocast convs to bf16; None: where the CPU has bf16 units (AMX)
 
 
 def train_judge(config: JudgeConfig, out_dir: Path | None = None,
                 on_step: Callable[[int, float], None] | None = None) -> dict:
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = Judge().train()
+    from clipgen.toy.train_clip import colour_jitter, random_warp
+
+    from clipgen.precision import cpu_has_fast_bf16
+
+    use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
+    memory_format = torch.channels_last if use_bf16 else torch.contiguous_format  # see precision.py
+    model = Judge().train().to(memory_format=memory_format)
+    generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
     rng = random.Random(config.seed)
@@ -92,11 +100,14 @@ def train_judge(config: JudgeConfig, out_dir: Path | None = None,
     for step in range(config.steps):
         images, _, labels = world.batch(rng.randrange(world_seed_limit()), config.batch_size)
         x = to_tensor(images)
-        # light noise so the judge also reads images that came out of an optimiser
-        x = (x + torch.rand(len(x), 1, 1, 1) * 0.05 * torch.randn_like(x)).clamp(0, 1)
-        logits = model(x)
+        # Small warps, jitter and noise so the judge also reads images that came out of an
+        # optimiser; never enough to change what a label says.
+        x = colour_jitter(random_warp(x, generator, shift=0.03), generator)
+        x = (x + torch.rand(len(x), 1, 1, 1) * 0.06 * torch.randn_like(x)).clamp(0, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(x.contiguous(memory_format=memory_format))
         targets = label_targets(labels)
-        loss = sum(F.cross_entropy(logits[name], targets[name]) for name in HEADS)
+        loss = sum(F.cross_entropy(logits[name].float(), targets[name]) for name in HEADS)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
