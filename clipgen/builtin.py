@@ -28,8 +28,15 @@ class BuiltinModel:
 BUILTIN: dict[tuple[str, str], BuiltinModel] = {
     ("clip", "toy"): BuiltinModel(
         "toy", "clip", MODELS_DIR / "clip",
-        (("open_clip_model.safetensors", "58710f6d7338926e02d3037d2953b88f9da958e558cf5714b77c725fdce63d3b"),),
+        (("open_clip_model.safetensors", "034ece825168f89908967b8f4230db8fa8242075de27c01448e3af99913c9daf"),),
         "toy-world CLIP trained by `clipgen toy train-clip` (64 px, offline)"),
+    ("vqgan", "toy"): BuiltinModel(
+        "toy", "vqgan", MODELS_DIR / "vqgan",
+        (("model.yaml", "0997225476b9b2306c321e4d2122a8db2a348586a283d1155f8f7d8ba15e8812"), ("last.ckpt", "5c168a631bf247c735c08b9ad2423a86387ffea10339e7dee7291cff5c56076c")),
+        "toy-world VQGAN trained by `clipgen toy train-vqgan` (taming format, 4x downsampling, 512 codes)"),
+    ("judge", "toy"): BuiltinModel(
+        "toy", "judge", MODELS_DIR / "judge", (("judge.safetensors", "9f60905da54204258db59ed5b270aa5fb520316361b3aa8a1668fe6e9563ad87"),),
+        "toy-world judge: a supervised CNN reading colour, shape, background, position, count, size"),
 }
 
 

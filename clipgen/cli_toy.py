@@ -11,7 +11,6 @@ import typer
 
 toy_app = typer.Typer(help="The offline toy world: train its models, judge images.", no_args_is_help=True)
 
-SHIPPED_JUDGE = Path(__file__).resolve().parent / "toy" / "models" / "judge.safetensors"
 
 
 def _console():
@@ -36,16 +35,18 @@ def _progress(total: int, what: str):
 @toy_app.command("train-clip")
 def train_clip_command(
     out: Annotated[Path, typer.Option(help="Folder for open_clip_config.json + weights.")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1500,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the cosine schedule spans them).")] = 720,
     batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 256,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 1.5e-3,
+    minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train the toy CLIP from scratch on the shapes world (CPU)."""
     from clipgen.toy.train_clip import TrainConfig, train
 
-    config = TrainConfig(steps=steps, batch_size=batch_size, threads=threads, seed=seed,
-                         pool_batches=min(300, steps))
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, seed=seed,
+                         pool_batches=min(120, steps), max_seconds=minutes * 60 if minutes else None)
     progress, on_step = _progress(steps, "train-clip")
     with progress:
         metrics = train(config, out_dir=out, on_step=on_step)
@@ -101,17 +102,17 @@ def judge_command(
     """Which attributes of PROMPT the image shows, as read by the judge."""
     from clipgen.errors import ModelError, PromptError
     from clipgen.inputs import load_image
-    from clipgen.toy.judge import load_judge, read_attributes
+    from clipgen.toy.judge import load_judge, load_shipped_judge, read_attributes
     from clipgen.toy.vocab import prompt_attributes
 
-    path = judge or SHIPPED_JUDGE
-    if not path.is_file():
-        raise ModelError(f"judge weights {path} not found; train them with "
+    if judge is not None and not judge.is_file():
+        raise ModelError(f"judge weights {judge} not found; train them with "
                          "`clipgen toy train-judge --out DIR` and pass --judge DIR/judge.safetensors")
     wanted = prompt_attributes(prompt)
     if not wanted:
         raise PromptError(f"prompt {prompt!r} names no toy-world attribute (colour, shape, background, position)")
-    seen = read_attributes(load_judge(path), [load_image(image, "image")])[0]
+    model = load_judge(judge) if judge is not None else load_shipped_judge()
+    seen = read_attributes(model, [load_image(image, "image")])[0]
     verdict = {name: {"prompt": value, "image": seen[name], "ok": seen[name] == value}
                for name, value in wanted.items()}
     if json_out:

@@ -72,7 +72,12 @@ def crop_and_resize(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torc
     roi_align averages several samples per output pixel when a box is larger than
     the output, which acts as an anti-aliasing filter for the downscale.
     """
-    rois = torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1).to(image)
+    rois = torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1)
+    if image.device.type == "cuda":
+        # Boxes are drawn on the CPU (same crops for a seed on every device); a pinned,
+        # non-blocking copy keeps the step free of a host-device sync.
+        rois = rois.pin_memory().to(image.device, non_blocking=True)
+    rois = rois.to(image.dtype)
     return roi_align(image, rois, output_size=(size, size), spatial_scale=1.0,
                      sampling_ratio=-1, aligned=True)
 

@@ -129,6 +129,28 @@ def test_nan_step_is_recovered_with_a_warning(caplog):
     assert torch.isfinite(generator.logits).all()
 
 
+def test_deferred_checks_rewind_to_the_last_verified_step():
+    """As on a GPU: finiteness is read every 4 steps; a NaN at step 6 rewinds to step 4."""
+    torch.manual_seed(0)
+    generator = PixelGenerator((8, 8), PixelOptions(), GeneratorContext(torch.device("cpu")))
+    optimizer = make_optimizer("adam", generator.param_groups(0.1))
+    calls, seen = [], []
+
+    def objective(image):
+        calls.append(1)
+        loss = (image - 0.5).pow(2).mean()
+        return loss * float("nan") if len(calls) == 6 else loss
+
+    last = optimize(generator, objective, optimizer, steps=10, check_every=4,
+                    callbacks=[lambda state: seen.append(state.step)])
+    assert last == 10
+    # 5..7 were reported before the check at 8 failed; then 5..10 were redone from step 4
+    assert seen == [0, 1, 2, 3, 4, 5, 6, 7, 5, 6, 7, 8, 9, 10]
+    assert len(calls) == 14
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert torch.isfinite(generator.logits).all()
+
+
 def test_persistent_nan_stops_with_a_clear_error():
     generator = PixelGenerator((8, 8), PixelOptions(), GeneratorContext(torch.device("cpu")))
     before = generator.logits.detach().clone()

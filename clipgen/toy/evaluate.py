@@ -4,6 +4,7 @@ with a preset and let the judge (never used during generation) read each result.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ PROMPT_SET: tuple[tuple[str, str, str], ...] = (
 
 
 def prompt_text(colour: str, shape: str, background: str) -> str:
-    return f"a {colour} {shape} on {world._a(background)} background"
+    return f"{world._a(colour)} {shape} on {world._a(background)} background"
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,16 @@ def evaluate_preset(preset: str, out: Path, prompts: tuple[tuple[str, str, str],
                     seed: int = 0, judge=None, **overrides) -> dict:
     """Generate every prompt with ``preset`` (plus ``overrides``) and judge the results."""
     from clipgen import api
-    from clipgen.cli_toy import SHIPPED_JUDGE
-    from clipgen.toy.judge import load_judge, read_attributes
+    from clipgen.toy.judge import load_shipped_judge, read_attributes
 
-    judge = judge or load_judge(SHIPPED_JUDGE)
+    judge = judge or load_shipped_judge()
     results = []
-    for i, (colour, shape, background) in enumerate(prompts):
+    for colour, shape, background in prompts:
         text = prompt_text(colour, shape, background)
         started = time.perf_counter()
-        result = api.generate(text, preset=preset, out=str(out), seed=seed + i, save_every=0, offline=True,
-                              **overrides)
+        # The seed follows the prompt, so a prompt gets the same start in every subset.
+        result = api.generate(text, preset=preset, out=str(out), seed=seed + zlib.crc32(text.encode()) % 100_000,
+                              save_every=0, offline=True, **overrides)
         seconds = time.perf_counter() - started
         seen = read_attributes(judge, [result.image])[0]
         results.append(Judged(text, {"colour": colour, "shape": shape, "background": background}, seen,
