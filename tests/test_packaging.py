@@ -25,11 +25,15 @@ def test_presets_work_from_a_non_editable_install(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                     str(wheel)], check=True)
     probe = ("import clipgen, clipgen.presets as p, json; from clipgen.settings import resolve_run_settings;"
+             "from clipgen import builtin;"
+             "shipped = sorted(str(builtin.verified_folder(m)) for m in builtin.BUILTIN.values());"
              "print(json.dumps({'file': clipgen.__file__, 'presets': sorted(p.available_presets()),"
-             "'steps': resolve_run_settings(preset='draft').steps}))")
+             "'steps': resolve_run_settings(preset='draft').steps, 'models': shipped}))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     found = json.loads(out)
     assert found["file"].startswith(str(site))  # the installed copy, not the checkout
     assert set(found["presets"]) == shipped and found["steps"] == 100
+    # the toy world's weights ship inside the wheel, intact (digests checked on load)
+    assert len(found["models"]) == 3 and all(m.startswith(str(site)) for m in found["models"])
