@@ -150,6 +150,7 @@ class TamingVQGAN(nn.Module):
         return table.weight
 
     compute_dtype = torch.float32
+    channels_last = False
     checkpointing = False
 
     def set_compute(self, dtype: torch.dtype, channels_last: bool) -> None:
@@ -160,12 +161,12 @@ class TamingVQGAN(nn.Module):
         for part in (self.encoder, self.decoder, self.quant_conv, self.post_quant_conv):
             convert_frozen(part, dtype, channels_last)
         self.compute_dtype = dtype
-        self._channels_last = channels_last
+        self.channels_last = channels_last
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantised latents -> image in about ``[-1, 1]`` (fp32)."""
         h = z_q.to(self.compute_dtype)
-        if getattr(self, "_channels_last", False):
+        if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.post_quant_conv(h)
         if self.checkpointing and torch.is_grad_enabled():

@@ -135,10 +135,17 @@ def evaluate(model: Judge, n: int) -> dict[str, float]:
     from clipgen.toy.train_clip import HELD_OUT_SEED
 
     images, _, labels = world.batch(HELD_OUT_SEED, n)
-    predictions = model(to_tensor(images))
+    return accuracy(model, to_tensor(images), labels)
+
+
+@torch.no_grad()
+def accuracy(model: Judge, images: torch.Tensor, labels: list[world.Label],
+             heads: tuple[str, ...] = tuple(HEADS)) -> dict[str, float]:
+    """Share of ``images`` (``(N, 3, 64, 64)`` in [0, 1]) whose ``labels`` the judge reads, per head."""
+    predictions = model(images)
     targets = label_targets(labels)
     return {name: round(float((predictions[name].argmax(1) == targets[name]).float().mean()), 4)
-            for name in HEADS}
+            for name in heads}
 
 
 def save_judge(model: Judge, out_dir: Path, metrics: dict | None = None) -> Path:

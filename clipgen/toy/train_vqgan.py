@@ -217,14 +217,10 @@ def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
 
 def judge_shape_accuracy(model, judge, n: int = 300) -> dict[str, float]:
     """How often the judge reads the true attributes in reconstructions of held-out images."""
-    from clipgen.toy.judge import label_targets
+    from clipgen.toy.judge import accuracy
 
     images, labels = held_out(n)
     recon = torch.cat([reconstruct(model, chunk) for chunk in images.split(64)])
-    with torch.no_grad():
-        predictions = judge(recon)
-    targets = label_targets(labels)
-    return {name: round(float((predictions[name].argmax(1) == targets[name]).float().mean()), 4)
-            for name in ("shape", "colour", "background")}
+    return accuracy(judge, recon, labels, heads=("shape", "colour", "background"))
 
 
