@@ -13,7 +13,7 @@ import torch
 from clipgen.errors import SettingsError
 from clipgen.generators import get_generator_class
 from clipgen.generators.base import GeneratorContext, VectorGraphic
-from clipgen.generators.clipdraw import ClipDrawGenerator, ClipDrawOptions, random_strokes
+from clipgen.generators.clipdraw import ClipDrawGenerator, ClipDrawOptions, random_blobs, random_strokes
 from clipgen.settings import resolve_run_settings
 
 CPU = GeneratorContext(device=torch.device("cpu"))
@@ -47,6 +47,42 @@ def test_initial_strokes_follow_clipdraw():
     assert steps.abs().max() <= 0.05 + 1e-6  # each point within radius/2 of the last
     starts = points[:, 0] / torch.tensor([200.0, 100.0])
     assert 0 <= starts.min() and starts.max() <= 1
+
+
+def test_closed_shapes_start_as_discs_not_random_walks():
+    points = random_blobs(200, 4, 0.2, (64, 32), torch.Generator().manual_seed(0))
+    assert points.shape == (200, 13, 2)
+    unit = points / torch.tensor([64.0, 32.0])
+    centre = unit.mean(dim=1, keepdim=True)
+    distance = (unit - centre).norm(dim=-1)
+    # every control point near the circle of radius 0.2 (jitter is ±0.01 per axis)
+    assert (distance - 0.2).abs().max() < 0.03
+    # in angular order round the centre, so the outline does not cross itself
+    angles = torch.atan2(unit[..., 1] - centre[..., 1], unit[..., 0] - centre[..., 0])
+    turns = torch.remainder(angles[:, 1:] - angles[:, :-1], 2 * math.pi)
+    assert torch.allclose(turns.sum(dim=1), torch.full((200,), 2 * math.pi * 12 / 13), atol=0.15)
+    assert torch.equal(make(closed=True, segments=4).points, make(closed=True, segments=4).points)
+
+
+def test_learnt_background_gets_gradient_and_the_colour_rate():
+    generator = make(learn_background=True, background="#808080", color_lr_scale=0.25)
+    assert any(p is generator.background for p in generator.parameters())
+    colours = next(g for g in generator.param_groups(2.0) if g["name"] == "colors")
+    assert colours["lr"] == 0.5 and any(p is generator.background for p in colours["params"])
+    generator().mean().backward()
+    assert generator.background.grad is not None and generator.background.grad.abs().sum() > 0
+    with torch.no_grad():
+        generator.background.fill_(1.7)
+    generator.constrain_()
+    assert generator.background.tolist() == [1.0, 1.0, 1.0]
+    svg = ET.fromstring(generator.to_svg())
+    assert svg.find(f"{SVG}rect").get("fill").lower() == "#ffffff"
+
+
+def test_fixed_background_is_a_buffer():
+    generator = make()
+    assert all(p is not generator.background for p in generator.parameters())
+    assert generator.background.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_seeded_init_is_reproducible():
@@ -121,7 +157,7 @@ def test_set_assignments_are_validated():
                                     assignments=["clipdraw.strokes=16", "clipdraw.background=#fff"])
     assert settings.options.strokes == 16 and settings.options.background == "#fff"
     with pytest.raises(SettingsError, match="clipdraw.segments"):
-        resolve_run_settings(flags={"generator": "clipdraw"}, assignments=["clipdraw.segments=4"])
+        resolve_run_settings(flags={"generator": "clipdraw"}, assignments=["clipdraw.segments=9"])
     with pytest.raises(SettingsError, match="not a colour"):
         resolve_run_settings(flags={"generator": "clipdraw"}, assignments=["clipdraw.background=nope"])
 

@@ -31,7 +31,7 @@ COLOR_LR_SCALE = 0.01
 @dataclass(frozen=True)
 class ClipDrawOptions:
     strokes: int = option(256, help="Number of strokes", min=1, max=100_000)
-    segments: int = option(1, help="Cubic Bézier segments per stroke", min=1, max=3)
+    segments: int = option(1, help="Cubic Bézier segments per stroke", min=1, max=8)
     radius: float = option(
         0.1, help="Initial spread of a stroke's points, as a fraction of the canvas", min=0.0, max=2.0
     )
@@ -39,8 +39,14 @@ class ClipDrawOptions:
     min_width: float = option(1.0, help="Narrowest stroke in pixels", min=0.0, max=1000.0)
     max_width: float = option(50.0, help="Widest stroke in pixels", min=0.0, max=1000.0)
     background: str = option("white", help="Background colour: a name such as white, or '#rrggbb'")
+    learn_background: bool = option(
+        False, help="Optimise the background colour too, starting from `background`"
+    )
     opacity: bool = option(True, help="Learn each stroke's alpha (false: strokes are opaque)")
     closed: bool = option(False, help="Closed filled shapes (outlined at the stroke width) instead of open strokes")
+    color_lr_scale: float = option(
+        COLOR_LR_SCALE, help="Colour (and background) learning rate as a fraction of lr", min=0.0, max=10.0
+    )
     samples: int = option(16, help="Polyline pieces per segment when rasterising (quality vs. speed)", min=2, max=256)
 
     def __post_init__(self):
@@ -69,6 +75,24 @@ def random_strokes(
     return unit * torch.tensor([float(size[0]), float(size[1])])
 
 
+def random_blobs(
+    count: int, segments: int, radius: float, size: tuple[int, int], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Closed shapes start as rough discs: control points round a circle of ``radius``
+    (a fraction of the canvas) at a uniform centre, each jittered by a tenth of it.
+
+    A random walk (the stroke start) folds over itself when closed, and such a
+    self-intersecting outline fills as scattered slivers rather than one region.
+    """
+    k = 3 * segments + 1
+    centre = torch.rand(count, 1, 2, generator=generator)
+    angle = torch.arange(k) * (2 * torch.pi / k) + 2 * torch.pi * torch.rand(count, 1, generator=generator)
+    ring = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+    jitter = 0.1 * (torch.rand(count, k, 2, generator=generator) - 0.5)
+    unit = centre + radius * (ring + jitter)
+    return unit * torch.tensor([float(size[0]), float(size[1])])
+
+
 class ClipDrawGenerator(Generator):
     """Strokes drawn by a differentiable rasteriser; also writes itself as SVG."""
 
@@ -80,7 +104,8 @@ class ClipDrawGenerator(Generator):
         device = context.device
         n = options.strokes
         # Drawn on the CPU so a seed gives the same drawing on every device.
-        points = random_strokes(n, options.segments, options.radius, (self.width, self.height))
+        start = random_blobs if options.closed else random_strokes
+        points = start(n, options.segments, options.radius, (self.width, self.height))
         colors = torch.rand(n, 4)
         width = min(max(options.init_width, options.min_width), options.max_width)
         self.points = nn.Parameter(points.to(device))
@@ -90,7 +115,11 @@ class ClipDrawGenerator(Generator):
             self.alpha = nn.Parameter(colors[:, 3:].to(device))
         else:
             self.register_buffer("alpha", torch.ones(n, 1, device=device))
-        self.register_buffer("background", torch.tensor(parse_color(options.background), device=device))
+        background = torch.tensor(parse_color(options.background), device=device)
+        if options.learn_background:
+            self.background = nn.Parameter(background)
+        else:
+            self.register_buffer("background", background)
 
     def colors(self) -> torch.Tensor:
         """``(N, 4)`` straight RGBA in [0, 1]."""
@@ -108,11 +137,11 @@ class ClipDrawGenerator(Generator):
         )
 
     def param_groups(self, lr: float) -> list[dict]:
-        colors = [self.rgb] + ([self.alpha] if isinstance(self.alpha, nn.Parameter) else [])
+        colors = [p for p in (self.rgb, self.alpha, self.background) if isinstance(p, nn.Parameter)]
         return [
             {"params": [self.points], "lr": lr, "name": "points"},
             {"params": [self.widths], "lr": lr * WIDTH_LR_SCALE, "name": "widths"},
-            {"params": colors, "lr": lr * COLOR_LR_SCALE, "name": "colors"},
+            {"params": colors, "lr": lr * self.options.color_lr_scale, "name": "colors"},
         ]
 
     @torch.no_grad()
@@ -120,13 +149,14 @@ class ClipDrawGenerator(Generator):
         self.widths.clamp_(self.options.min_width, self.options.max_width)
         self.rgb.clamp_(0, 1)
         self.alpha.clamp_(0, 1)
+        self.background.clamp_(0, 1)
 
     def to_svg(self) -> str:
         return strokes_to_svg(
             self.points,
             self.widths,
             self.colors(),
-            self.background.tolist(),
+            self.background.detach().tolist(),
             (self.width, self.height),
             closed=self.options.closed,
         )
