@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeRemainingColumn)
@@ -51,7 +53,10 @@ def print_summary(console: Console, result) -> None:
     for key in ("svg", "video", "gif"):
         if key in result.paths:
             table.add_row(key, str(result.paths[key]))
-    table.add_row("frames", f"{len(result.paths['frames'])} in {result.paths['folder']}/frames")
+    frames = result.paths["frames"]
+    # With --candidates the frames stay in the kept candidate's own run folder.
+    frames_dir = Path(frames[0]).parent if frames else Path(result.paths["folder"]) / "frames"
+    table.add_row("frames", f"{len(frames)} in {frames_dir}")
     table.add_row("settings", str(result.paths["run_json"]))
     table.add_row("time", f"{result.seconds:.1f} s ({result.settings.steps / max(result.seconds, 1e-9):.2f} steps/s)")
     if result.best_loss is not None:

@@ -54,6 +54,9 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
         target = folder / f"best-{rank}.png"
         with atomic_path(target) as tmp:
             shutil.copyfile(results[i].paths["image"], tmp)
+        if "svg" in results[i].paths:
+            with atomic_path(target.with_suffix(".svg")) as tmp:
+                shutil.copyfile(results[i].paths["svg"], tmp)
         kept.append({"rank": rank, "seed": results[i].settings.seed, "score": scores[i],
                      "image": str(target), "run": str(results[i].paths["folder"])})
     record = {
@@ -67,6 +70,8 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
     best = results[order[0]]
     best.paths = {**best.paths, "folder": folder, "image": folder / "best-1.png",
                   "run_json": folder / "run.json"}
+    if "svg" in best.paths:
+        best.paths["svg"] = folder / "best-1.svg"
     best.extra["candidates"] = record["candidates"]
     best.extra["kept"] = kept
     return best

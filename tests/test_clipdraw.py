@@ -61,6 +61,7 @@ def test_closed_shapes_start_as_discs_not_random_walks():
     angles = torch.atan2(unit[..., 1] - centre[..., 1], unit[..., 0] - centre[..., 0])
     turns = torch.remainder(angles[:, 1:] - angles[:, :-1], 2 * math.pi)
     assert torch.allclose(turns.sum(dim=1), torch.full((200,), 2 * math.pi * 12 / 13), atol=0.15)
+    assert unit.min() > -0.015 and unit.max() < 1.015  # the disc starts on the canvas (jitter aside)
     assert torch.equal(make(closed=True, segments=4).points, make(closed=True, segments=4).points)
 
 

@@ -41,3 +41,26 @@ def test_keep_more_than_candidates_is_an_error(run_cli, tiny_clip, tmp_path):
     code, _, err = run_cli(["generate", "x", "--clip", tiny_clip, "--candidates", "2", "--keep", "3",
                             "--out", tmp_path / "o", "-q"])
     assert code == 2 and "--keep 3" in err and not (tmp_path / "o").exists()
+
+
+
+def test_vector_candidates_keep_their_svg_and_the_summary_names_real_folders(tiny_clip, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from clipgen.progress import print_summary
+
+    result = clipgen.generate("a red apple", clip=[tiny_clip], generator="clipdraw", size=(32, 32), steps=2,
+                              cutn=2, candidates=2, seed=3, save_every=1, out=str(tmp_path),
+                              clipdraw={"strokes": 4})
+    folder = tmp_path / "a-red-apple"
+    record = json.loads((folder / "run.json").read_text())
+    best_run = Path(record["kept"][0]["run"])
+    assert result.paths["svg"] == folder / "best-1.svg"
+    assert (folder / "best-1.svg").read_bytes() == (best_run / "a-red-apple.svg").read_bytes()
+    buffer = io.StringIO()
+    print_summary(Console(file=buffer, width=400), result)
+    frames_line = next(line for line in buffer.getvalue().splitlines() if line.startswith("frames"))
+    assert frames_line.split() == ["frames", "3", "in", str(best_run / "frames")]
+    assert len(list((best_run / "frames").glob("*.png"))) == 3

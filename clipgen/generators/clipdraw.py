@@ -79,13 +79,16 @@ def random_blobs(
     count: int, segments: int, radius: float, size: tuple[int, int], generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Closed shapes start as rough discs: control points round a circle of ``radius``
-    (a fraction of the canvas) at a uniform centre, each jittered by a tenth of it.
+    (a fraction of the canvas), each jittered by a tenth of it, at a centre uniform
+    over the places where the whole disc is on the canvas.
 
     A random walk (the stroke start) folds over itself when closed, and such a
-    self-intersecting outline fills as scattered slivers rather than one region.
+    self-intersecting outline fills as scattered slivers rather than one region; a
+    shape that starts half off the canvas tends to be pushed off it altogether.
     """
     k = 3 * segments + 1
-    centre = torch.rand(count, 1, 2, generator=generator)
+    margin = min(radius, 0.5)
+    centre = margin + (1 - 2 * margin) * torch.rand(count, 1, 2, generator=generator)
     angle = torch.arange(k) * (2 * torch.pi / k) + 2 * torch.pi * torch.rand(count, 1, generator=generator)
     ring = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
     jitter = 0.1 * (torch.rand(count, k, 2, generator=generator) - 0.5)
