@@ -33,7 +33,10 @@ class ClipDrawOptions:
     strokes: int = option(256, help="Number of strokes", min=1, max=100_000)
     segments: int = option(1, help="Cubic Bézier segments per stroke", min=1, max=8)
     radius: float = option(
-        0.1, help="Initial spread of a stroke's points, as a fraction of the canvas", min=0.0, max=2.0
+        0.1,
+        help="Initial spread of a stroke's points (closed: the starting disc's radius), as a fraction of the canvas",
+        min=0.0,
+        max=2.0,
     )
     init_width: float = option(1.0, help="Initial stroke width in pixels", min=0.0, max=1000.0)
     min_width: float = option(1.0, help="Narrowest stroke in pixels", min=0.0, max=1000.0)
