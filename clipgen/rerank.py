@@ -25,6 +25,10 @@ def rank_scores(perceptor, images: list, prompt: str) -> list[float]:
     return ((sims * weights).sum(dim=1) / weights.sum()).tolist()
 
 
+# What a kept candidate is copied as, next to the candidates: best-1.png, best-1.svg, ...
+_KEPT_FILES = (("image", ".png"), ("svg", ".svg"))
+
+
 def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
     """Run ``settings.candidates`` seeds into ``OUT/<slug>/candidates/`` and keep the best."""
     from clipgen import api
@@ -51,14 +55,12 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
     order = sorted(range(len(results)), key=lambda i: -scores[i])
     kept = []
     for rank, i in enumerate(order[: settings.keep], start=1):
-        target = folder / f"best-{rank}.png"
-        with atomic_path(target) as tmp:
-            shutil.copyfile(results[i].paths["image"], tmp)
-        if "svg" in results[i].paths:
-            with atomic_path(target.with_suffix(".svg")) as tmp:
-                shutil.copyfile(results[i].paths["svg"], tmp)
+        for key, suffix in _KEPT_FILES:
+            if key in results[i].paths:
+                with atomic_path(folder / f"best-{rank}{suffix}") as tmp:
+                    shutil.copyfile(results[i].paths[key], tmp)
         kept.append({"rank": rank, "seed": results[i].settings.seed, "score": scores[i],
-                     "image": str(target), "run": str(results[i].paths["folder"])})
+                     "image": str(folder / f"best-{rank}.png"), "run": str(results[i].paths["folder"])})
     record = {
         "status": "finished", "prompt": settings.prompt, "settings": settings.to_dict(),
         "rank_clip": list(settings.rank_clip) or list(settings.clip),
@@ -68,10 +70,8 @@ def run_candidates(settings, callbacks: Iterable = (), perceptor=None):
     }
     write_text(folder / "run.json", json.dumps(record, indent=2))
     best = results[order[0]]
-    best.paths = {**best.paths, "folder": folder, "image": folder / "best-1.png",
-                  "run_json": folder / "run.json"}
-    if "svg" in best.paths:
-        best.paths["svg"] = folder / "best-1.svg"
+    best.paths = {**best.paths, "folder": folder, "run_json": folder / "run.json",
+                  **{key: folder / f"best-1{suffix}" for key, suffix in _KEPT_FILES if key in best.paths}}
     best.extra["candidates"] = record["candidates"]
     best.extra["kept"] = kept
     return best

@@ -72,3 +72,15 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture
+def bench_json(run_cli, tiny_clip):
+    """``bench_json(*args) -> dict``: one timed CPU step of ``clipgen bench --json`` with the tiny CLIP."""
+    def bench(*args: str) -> dict:
+        code, out, err = run_cli(["bench", *args, "--clip", tiny_clip, "--steps", "1", "--warmup", "0",
+                                  "--device", "cpu", "--json"])
+        assert code == 0, err
+        return json.loads(out)
+
+    return bench

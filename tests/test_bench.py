@@ -27,12 +27,9 @@ def test_unknown_bench_preset(run_cli):
     assert code == 2 and "did you mean 'vqgan-256-cut32'" in err
 
 
-def test_vqgan_case_runs_the_real_architecture_briefly(run_cli, tiny_clip):
+def test_vqgan_case_runs_the_real_architecture_briefly(bench_json):
     """The README's bench command, shrunk (size, cutouts, steps) so CI can afford it."""
-    code, out, err = run_cli(["bench", "--preset", "vqgan-256-cut32", "--clip", tiny_clip, "--size", "64",
-                              "--cutn", "4", "--cut-batch", "2", "--steps", "1", "--warmup", "0",
-                              "--device", "cpu", "--precision", "fp32", "--json"])
-    assert code == 0, err
-    result = json.loads(out)
+    result = bench_json("--preset", "vqgan-256-cut32", "--size", "64", "--cutn", "4", "--cut-batch", "2",
+                        "--precision", "fp32")
     assert result["precision"] == "fp32" and result["size"] == 64 and result["cut_batch"] == 2
     assert result["stages"]["generator"] > 0 and result["stages"]["backward"] > 0

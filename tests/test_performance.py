@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -133,10 +131,7 @@ def test_bf16_vqgan_decodes_close_to_fp32(tiny_vqgan):
     assert (a - b).abs().mean() < 0.02
 
 
-def test_bench_reports_precision_and_chunks(run_cli, tiny_clip):
-    code, out, err = run_cli(["bench", "--preset", "pixels-256-cut32", "--clip", tiny_clip, "--size", "32",
-                              "--cutn", "6", "--cut-batch", "4", "--precision", "bf16", "--steps", "1",
-                              "--warmup", "0", "--device", "cpu", "--json"])
-    assert code == 0, err
-    result = json.loads(out)
+def test_bench_reports_precision_and_chunks(bench_json):
+    result = bench_json("--preset", "pixels-256-cut32", "--size", "32", "--cutn", "6", "--cut-batch", "4",
+                        "--precision", "bf16")
     assert result["precision"] == "bf16" and result["cutn"] == 6 and result["cut_batch"] == 4
