@@ -28,8 +28,14 @@ class BuiltinModel:
 BUILTIN: dict[tuple[str, str], BuiltinModel] = {
     ("clip", "toy"): BuiltinModel(
         "toy", "clip", MODELS_DIR / "clip",
+        (("open_clip_model.safetensors", "9218eed364f821f91009fa1782941c78a76b7aba24b0a5698c07c732ebfdfd6c"),),
+        "toy-world CLIP trained by `clipgen toy train-clip` (ModifiedResNet image tower, 64 px, offline)"),
+    # The previous toy CLIP: it reads shape and position worse, but its gradients guide the
+    # toy presets better (see README, "Offline toy world"), so they keep it.
+    ("clip", "toy-vit"): BuiltinModel(
+        "toy-vit", "clip", MODELS_DIR / "clip-vit",
         (("open_clip_model.safetensors", "034ece825168f89908967b8f4230db8fa8242075de27c01448e3af99913c9daf"),),
-        "toy-world CLIP trained by `clipgen toy train-clip` (64 px, offline)"),
+        "toy-world CLIP with a ViT image tower (`clipgen toy train-clip --tower vit`); guides the toy presets"),
     ("vqgan", "toy"): BuiltinModel(
         "toy", "vqgan", MODELS_DIR / "vqgan",
         (("model.yaml", "0997225476b9b2306c321e4d2122a8db2a348586a283d1155f8f7d8ba15e8812"), ("last.ckpt", "5c168a631bf247c735c08b9ad2423a86387ffea10339e7dee7291cff5c56076c")),

@@ -35,17 +35,21 @@ def _progress(total: int, what: str):
 @toy_app.command("train-clip")
 def train_clip_command(
     out: Annotated[Path, typer.Option(help="Folder for open_clip_config.json + weights.")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the cosine schedule spans them).")] = 720,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the cosine schedule spans them).")] = 560,
     batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 256,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 1.5e-3,
     minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    tower: Annotated[str, typer.Option(help="Image tower: resnet (open_clip ModifiedResNet) or vit.")] = "resnet",
 ) -> None:
     """Train the toy CLIP from scratch on the shapes world (CPU)."""
-    from clipgen.toy.train_clip import TrainConfig, train
+    from clipgen.errors import SettingsError
+    from clipgen.toy.train_clip import TOWERS, TrainConfig, train
 
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, seed=seed,
+    if tower not in TOWERS:
+        raise SettingsError(f"unknown image tower {tower!r}; choose one of: {', '.join(TOWERS)}")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, seed=seed, tower=tower,
                          pool_batches=min(120, steps), max_seconds=minutes * 60 if minutes else None)
     progress, on_step = _progress(steps, "train-clip")
     with progress:

@@ -4,13 +4,16 @@ import json
 
 from safetensors.torch import load_file
 
-from clipgen.toy.train_clip import TrainConfig, train
+import pytest
+
+from clipgen.toy.train_clip import TOWERS, TrainConfig, train
 
 
-def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path):
+@pytest.mark.parametrize("tower", sorted(TOWERS))
+def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path, tower):
     losses = []
     config = TrainConfig(steps=3, batch_size=16, group_size=4, pool_batches=2, warmup=1,
-                         eval_images=4, threads=1)
+                         eval_images=4, threads=1, tower=tower)
     metrics = train(config, out_dir=tmp_path / "clip", on_step=lambda step, loss: losses.append(loss))
     assert len(losses) == 3 and all(l == l and l > 0 for l in losses)
     assert set(metrics["zero_shot"]) == {"colour", "shape", "background", "position", "size"}
@@ -18,7 +21,7 @@ def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path):
     state = load_file(str(tmp_path / "clip" / "open_clip_model.safetensors"))
     assert all(str(v.dtype) == "torch.float16" for v in state.values())
     config_json = json.loads((tmp_path / "clip" / "open_clip_config.json").read_text())
-    assert config_json["model_cfg"]["vision_cfg"]["image_size"] == 64
+    assert config_json["model_cfg"]["vision_cfg"] == TOWERS[tower]
 
     import torch
 
@@ -28,6 +31,13 @@ def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path):
     assert perceptor.input_sizes == (64,)
     embeds = perceptor.models[0].encode_text(["a red star on a blue background"])
     assert embeds.shape == (1, 128)
+
+
+def test_toy_cli_train_clip_rejects_an_unknown_tower(run_cli, tmp_path):
+    code, out, err = run_cli(["toy", "train-clip", "--out", tmp_path / "clip", "--tower", "vgg"])
+    assert code == 2
+    assert "unknown image tower 'vgg'" in err and "resnet" in err
+    assert not (tmp_path / "clip").exists()
 
 
 def test_train_judge_few_steps_and_reload(tmp_path):

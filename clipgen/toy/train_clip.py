@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from clipgen.toy import world
 
 _TEXT_CFG = {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
-# Image towers to choose from. The conv tower (open_clip's ModifiedResNet) has the
-# locality prior that makes shape learnable in minutes rather than hours.
+# Image towers to choose from; the shipped model uses "resnet" (open_clip's ModifiedResNet).
+# Its convolutions and the attention pool's position embedding make shape and position
+# learnable in minutes: with labels, it read position 99% after 175 steps where the ViT
+# was at chance, and as the CLIP tower it took position from 13% (ViT) to 100%.
 TOWERS = {
-    "vit": {"image_size": 64, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32},
     "resnet": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32, "head_width": 64},
+    "vit": {"image_size": 64, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32},
 }
 
 
@@ -49,7 +51,7 @@ HELD_OUT_SEED = 10_000_000  # evaluation images use seeds from here on; training
 class TrainConfig:
     """Defaults are the settings of the shipped model (about 20 minutes on 2 cores)."""
 
-    steps: int = 720
+    steps: int = 560
     batch_size: int = 256
     group_size: int = 8
     lr: float = 1.5e-3
@@ -60,7 +62,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     eval_images: int = 300
-    tower: str = "vit"
+    tower: str = "resnet"
     max_seconds: float | None = None  # stop early (cosine schedule still spans ``steps``)
 
 
@@ -151,7 +153,7 @@ def robustify(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (images + noise_std * torch.randn(images.shape, generator=generator)).clamp(0, 1)
 
 
-def build_model(tower: str = "vit"):
+def build_model(tower: str = "resnet"):
     import open_clip
 
     return open_clip.CLIP(**model_config(tower))
@@ -226,7 +228,7 @@ def train(config: TrainConfig, out_dir: Path | None = None,
     return metrics
 
 
-def save(model, out_dir: Path, metrics: dict | None = None, tower: str = "vit") -> Path:
+def save(model, out_dir: Path, metrics: dict | None = None, tower: str = "resnet") -> Path:
     from safetensors.torch import save_file
 
     from clipgen.outputs.atomic import atomic_path, write_text
