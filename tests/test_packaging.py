@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from clipgen import builtin
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,4 +38,4 @@ def test_presets_work_from_a_non_editable_install(tmp_path):
     assert found["file"].startswith(str(site))  # the installed copy, not the checkout
     assert set(found["presets"]) == shipped and found["steps"] == 100
     # the toy world's weights ship inside the wheel, intact (digests checked on load)
-    assert len(found["models"]) == 3 and all(m.startswith(str(site)) for m in found["models"])
+    assert len(found["models"]) == len(builtin.BUILTIN) and all(m.startswith(str(site)) for m in found["models"])
