@@ -30,12 +30,14 @@ def test_builtin_toy_clip_reads_position_and_shape(monkeypatch):
     monkeypatch.setenv("CLIPGEN_OFFLINE", "1")
     perceptor = load_perceptor(("toy",), torch.device("cpu"), offline=True)
     positions = ["left", "right", "top", "bottom"]
-    images = [sample(10 + i, label=Label("red", "square", "blue", "large", 1, p)).image for i, p in enumerate(positions)]
+    images = [sample(10 + i, label=Label("red", "square", "blue", "large", 1, p)).image
+              for i, p in enumerate(positions)]
     labels = [f"a large red square at the {p} on a blue background" for p in positions]
     assert zero_shot_probabilities(perceptor, images, labels).argmax(dim=1).tolist() == [0, 1, 2, 3]
     # Its shape errors are circle/square and cross/star (README); these three it reads.
     shapes = ["triangle", "star", "ring"]
-    images = [sample(20 + i, label=Label("white", s, "black", "large", 1, "center")).image for i, s in enumerate(shapes)]
+    images = [sample(20 + i, label=Label("white", s, "black", "large", 1, "center")).image
+              for i, s in enumerate(shapes)]
     labels = [f"a large white {s} in the center on a black background" for s in shapes]
     assert zero_shot_probabilities(perceptor, images, labels).argmax(dim=1).tolist() == [0, 1, 2]
 
