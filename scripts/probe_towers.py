@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def single_shapes(seed: int, n: int):
+def labelled_single_shapes(seed: int, n: int):
     from clipgen.toy import world
+    from clipgen.toy.train_clip import as_tensor, single_shapes
 
-    rng, samples = random.Random(seed), []
-    while len(samples) < n:
-        s = world.sample(rng.randrange(2**30))
-        if s.label.count == 1:
-            samples.append(s)
-    images = torch.stack([torch.from_numpy(np.array(s.image)).permute(2, 0, 1) for s in samples]).float() / 255
+    samples = single_shapes(n, seed, end_seed=2**30)
     positions = torch.tensor([list(world.POSITIONS).index(s.label.position) for s in samples])
     shapes = torch.tensor([world.SHAPES.index(s.label.shape) for s in samples])
-    return images, positions, shapes
+    return as_tensor(samples), positions, shapes
 
 
 def main() -> None:
@@ -50,7 +44,7 @@ def main() -> None:
     position_head, shape_head = torch.nn.Linear(128, 9), torch.nn.Linear(128, 6)
     params = [*tower.parameters(), *position_head.parameters(), *shape_head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
-    pool = [single_shapes(i, 128) for i in range(40)]
+    pool = [labelled_single_shapes(i, 128) for i in range(40)]
     started, step = time.perf_counter(), 0
     while time.perf_counter() - started < args.seconds:
         images, positions, shapes = pool[step % len(pool)]
@@ -60,7 +54,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         step += 1
-    images, positions, shapes = single_shapes(10**9, 500)
+    images, positions, shapes = labelled_single_shapes(10**9, 500)
     with torch.no_grad():
         features = tower.eval()(train_clip.normalise(images))
     print(json.dumps({"tower": args.tower, "steps": step, "seconds": round(time.perf_counter() - started, 1),

@@ -251,17 +251,27 @@ _CHOICES = {
 }
 
 
+def single_shapes(n: int, seed: int, first_seed: int = 0, end_seed: int = 2**31) -> list[world.Sample]:
+    """``n`` single-shape world samples (the ones with a position), drawn from sample seeds in a range."""
+    rng, singles = random.Random(seed), []
+    while len(singles) < n:
+        s = world.sample(rng.randrange(first_seed, end_seed))
+        if s.label.count == 1:
+            singles.append(s)
+    return singles
+
+
+def as_tensor(samples: list[world.Sample]) -> torch.Tensor:
+    """``(N, 3, 64, 64)`` float images in [0, 1]."""
+    return torch.stack([torch.from_numpy(np.array(s.image)).permute(2, 0, 1) for s in samples]).float() / 255
+
+
 @torch.no_grad()
 def zero_shot_accuracy(model, tokenizer, n: int = 300, seed: int = HELD_OUT_SEED) -> dict[str, float]:
     """Per attribute: pick the full caption that differs from the truth only in that attribute."""
     correct = {a: 0 for a in ATTRIBUTES}
-    rng = random.Random(seed)
-    singles = []
-    while len(singles) < n:
-        s = world.sample(rng.randrange(HELD_OUT_SEED, 2**31))
-        if s.label.count == 1:
-            singles.append(s)
-    images = torch.stack([torch.from_numpy(np.array(s.image)).permute(2, 0, 1) for s in singles]).float() / 255
+    singles = single_shapes(n, seed, first_seed=HELD_OUT_SEED)
+    images = as_tensor(singles)
     feats = model.encode_image(normalise(images), normalize=True)
     for s, feat in zip(singles, feats):
         for attribute in ATTRIBUTES:
