@@ -28,10 +28,10 @@ class BuiltinModel:
 BUILTIN: dict[tuple[str, str], BuiltinModel] = {
     ("clip", "toy"): BuiltinModel(
         "toy", "clip", MODELS_DIR / "clip",
-        (("open_clip_model.safetensors", "9218eed364f821f91009fa1782941c78a76b7aba24b0a5698c07c732ebfdfd6c"),),
+        (("open_clip_model.safetensors", "eccc1185706eabbdeb78814c31adced4d3b75528df582fd016a778fe5bfd621a"),),
         "toy-world CLIP trained by `clipgen toy train-clip` (ModifiedResNet image tower, 64 px, offline)"),
-    # The previous toy CLIP: it reads shape and position worse, but its gradients guide the
-    # toy presets better (see README, "Offline toy world"), so they keep it.
+    # The previous toy CLIP: it reads shape and position worse, but its colour reading is
+    # harder for guidance to fool, so the toy presets guide with it (`toy` with both).
     ("clip", "toy-vit"): BuiltinModel(
         "toy-vit", "clip", MODELS_DIR / "clip-vit",
         (("open_clip_model.safetensors", "034ece825168f89908967b8f4230db8fa8242075de27c01448e3af99913c9daf"),),

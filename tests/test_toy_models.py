@@ -18,11 +18,19 @@ def test_builtin_toy_clip_loads_offline_and_knows_colours(monkeypatch, name):
     monkeypatch.setenv("CLIPGEN_OFFLINE", "1")
     perceptor = load_perceptor((name,), torch.device("cpu"), offline=True)
     assert perceptor.input_sizes == (64,)
-    images = [sample(s, label=Label(c, "circle", "white" if c != "white" else "black", "large", 1, "center")).image
-              for s, c in enumerate(["red", "blue", "green", "yellow"])]
-    labels = ["a red circle", "a blue circle", "a green circle", "a yellow circle"]
-    probs = zero_shot_probabilities(perceptor, images, labels)
-    assert probs.argmax(dim=1).tolist() == [0, 1, 2, 3]
+    colours = ["red", "blue", "green", "yellow"]
+    shapes = ["circle", "square", "triangle", "star", "ring", "cross"]
+    images = [sample(i, label=Label(c, shape, "white", "large", 1, "center")).image
+              for i, (shape, c) in enumerate((shape, c) for shape in shapes for c in colours)]
+    # Full captions, as the models were trained on. Both read about 99% of colours over
+    # every colour, background and shape, so one miss in 24 is allowed (the ResNet `toy`
+    # calls the large blue circle on white green).
+    hits = 0
+    for k, shape in enumerate(shapes):
+        labels = [f"a large {c} {shape} in the center on a white background" for c in colours]
+        probs = zero_shot_probabilities(perceptor, images[4 * k: 4 * k + 4], labels)
+        hits += sum(int(p) == i for i, p in enumerate(probs.argmax(dim=1).tolist()))
+    assert hits >= 23
 
 
 def test_builtin_toy_clip_reads_position_and_shape(monkeypatch):
@@ -34,12 +42,12 @@ def test_builtin_toy_clip_reads_position_and_shape(monkeypatch):
               for i, p in enumerate(positions)]
     labels = [f"a large red square at the {p} on a blue background" for p in positions]
     assert zero_shot_probabilities(perceptor, images, labels).argmax(dim=1).tolist() == [0, 1, 2, 3]
-    # Its shape errors are circle/square and cross/star (README); these three it reads.
-    shapes = ["triangle", "star", "ring"]
+    # It reads 99% of shapes (README); these are the pairs its predecessor confused.
+    shapes = ["triangle", "star", "ring", "circle", "square", "cross"]
     images = [sample(20 + i, label=Label("white", s, "black", "large", 1, "center")).image
               for i, s in enumerate(shapes)]
     labels = [f"a large white {s} in the center on a black background" for s in shapes]
-    assert zero_shot_probabilities(perceptor, images, labels).argmax(dim=1).tolist() == [0, 1, 2]
+    assert zero_shot_probabilities(perceptor, images, labels).argmax(dim=1).tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_tampered_builtin_is_refused(tmp_path, monkeypatch):

@@ -11,10 +11,11 @@ from clipgen import builtin
 from clipgen.toy.evaluate import PROMPT_SET, evaluate_preset
 from clipgen.toy.judge import load_judge
 
-# Five prompts of the fixed set (five backgrounds, five colours) that the toy preset gets
+# Four prompts of the fixed set (four backgrounds, four colours) that the toy preset gets
 # right on the reference machine: the test guards against breakage (see the flipped-sign
-# control below), the README report measures the rate over all 20.
-PROMPTS = (PROMPT_SET[0], PROMPT_SET[1], PROMPT_SET[2], PROMPT_SET[6], PROMPT_SET[8])
+# control below), the README report measures the rate over all 20. Four, not five: the
+# preset runs three seeds through two CLIPs, about a minute per prompt under pytest.
+PROMPTS = (PROMPT_SET[0], PROMPT_SET[1], PROMPT_SET[2], PROMPT_SET[6])
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,10 @@ def test_shipped_judge_reads_clean_renders(judge):
 
 def test_toy_preset_images_show_colour_and_background(tmp_path, judge):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    # The toy preset as a user runs it (three seeds, the toy CLIP keeps the best).
+    # The toy preset as a user runs it (three seeds, the toy CLIPs keep the best).
     report = evaluate_preset("toy", tmp_path, prompts=PROMPTS, judge=judge)
     hits = [r["colour_and_background"] for r in report["results"]]
-    assert sum(hits) >= 4, report["results"]
+    assert sum(hits) >= 3, report["results"]
 
 
 def test_a_flipped_loss_sign_fails_the_judge(tmp_path, judge, monkeypatch):

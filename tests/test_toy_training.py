@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 import pytest
 
-from clipgen.toy.train_clip import TOWERS, TrainConfig, train
+from clipgen.toy.train_clip import TOWERS, TrainConfig, group_labels, train
 
 
 @pytest.mark.parametrize("tower", sorted(TOWERS))
@@ -31,6 +31,40 @@ def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path, tower):
     assert perceptor.input_sizes == (64,)
     embeds = perceptor.models[0].encode_text(["a red star on a blue background"])
     assert embeds.shape == (1, 128)
+
+
+def test_cli_defaults_and_shipped_model_record_the_same_training_settings():
+    import inspect
+    from dataclasses import asdict
+
+    from clipgen.builtin import get
+    from clipgen.cli_toy import train_clip_command
+
+    cli = {name: p.default for name, p in inspect.signature(train_clip_command).parameters.items()}
+    defaults = TrainConfig()
+    assert {k: cli[k] for k in ("steps", "batch_size", "lr", "threads", "seed", "tower")} == {
+        k: getattr(defaults, k) for k in ("steps", "batch_size", "lr", "threads", "seed", "tower")}
+    assert cli["minutes"] * 60 == defaults.max_seconds
+    shipped = json.loads((get("clip", "toy").folder / "training.json").read_text())
+    assert shipped["config"] == asdict(defaults)
+
+
+def test_hard_negative_groups_share_colour_and_background_and_hold_no_duplicates():
+    import random
+    from collections import Counter
+
+    rng, kinds = random.Random(3), Counter()
+    for _ in range(400):
+        labels = group_labels(rng, 8)
+        assert len({(l.colour, l.background) for l in labels}) == 1
+        assert len(set(labels)) == len(labels) >= 6
+        shapes, positions = {l.shape for l in labels}, {l.position for l in labels}
+        if len(positions) == 1 and len(shapes) > 1:
+            kinds["shape"] += 1
+            kinds["small"] += labels[0].size == "small"
+    # Shape-only groups are the most common kind, and mostly small shapes (the hard case).
+    assert 0.4 < kinds["shape"] / 400 < 0.6
+    assert kinds["small"] / kinds["shape"] > 0.7
 
 
 def test_toy_cli_train_clip_rejects_an_unknown_tower(run_cli, tmp_path):

@@ -49,9 +49,9 @@ HELD_OUT_SEED = 10_000_000  # evaluation images use seeds from here on; training
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Defaults are the settings of the shipped model (about 20 minutes on 2 cores)."""
+    """Defaults are the settings of the shipped model (a 19.5-minute budget on 2 cores)."""
 
-    steps: int = 560
+    steps: int = 780
     batch_size: int = 256
     group_size: int = 8
     lr: float = 1.5e-3
@@ -63,20 +63,29 @@ class TrainConfig:
     threads: int = 2
     eval_images: int = 300
     tower: str = "resnet"
-    max_seconds: float | None = None  # stop early (cosine schedule still spans ``steps``)
+    # Stop early; the cosine schedule still spans ``steps``. The shipped model stopped at
+    # step 706 of 780 (160 img/s), where the learning rate is already 3% of its peak.
+    max_seconds: float | None = 1170
+
+
+# Shape is the hardest attribute (position is learnt early by the ResNet tower).
+GROUP_KIND_WEIGHTS = (0.5, 0.15, 0.35)  # shape-only, position-only, mixed groups
+SMALL_SHAPE_GROUPS = 0.6  # share of shape-only groups drawn small (on top of the usual half)
 
 
 def group_labels(rng: random.Random, group_size: int) -> list[world.Label]:
     """Labels sharing colour and background, differing in what the model must learn to see.
 
-    A third of the groups vary only the shape, a third only the position, the rest
-    everything; labels within a group are distinct, so no group holds a false negative.
+    Half the groups vary only the shape, mostly of small shapes, whose outlines are a
+    few pixels apart (small circles and squares, triangles and stars are what the model
+    confused); some vary only the position, the rest everything. Labels within a group
+    are distinct, so no group holds a false negative.
     """
     colour = rng.choice(list(world.COLOURS))
     background = rng.choice([c for c in world.COLOURS if c != colour])
-    kind = rng.choice(("shape", "position", "mixed"))
+    kind = rng.choices(("shape", "position", "mixed"), weights=GROUP_KIND_WEIGHTS)[0]
     fixed_shape, fixed_position = rng.choice(world.SHAPES), rng.choice(list(world.POSITIONS))
-    fixed_size = rng.choice(list(world.SIZES))
+    fixed_size = "small" if kind == "shape" and rng.random() < SMALL_SHAPE_GROUPS else rng.choice(list(world.SIZES))
     labels: list[world.Label] = []
     for _ in range(group_size * 20):
         if len(labels) == group_size:
@@ -180,7 +189,8 @@ def train(config: TrainConfig, out_dir: Path | None = None,
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_model(config.tower).train()
+    # channels_last: oneDNN convolutions on CPU ran a training step 1.45x faster (125 -> 181 img/s).
+    model = build_model(config.tower).train().to(memory_format=torch.channels_last)
     tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=_TEXT_CFG["context_length"])
     loss_fn = open_clip.ClipLoss()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -203,7 +213,8 @@ def train(config: TrainConfig, out_dir: Path | None = None,
             captions = captions[:-n_noise] + [NOISE_CAPTION] * n_noise
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        image_features = model.encode_image(normalise(images), normalize=True)
+        pixels = normalise(images).contiguous(memory_format=torch.channels_last)
+        image_features = model.encode_image(pixels, normalize=True)
         text_features = model.encode_text(tokenizer(captions), normalize=True)
         loss = loss_fn(image_features, text_features, model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
