@@ -12,44 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 
-def load(name: str):
-    import open_clip
-
-    from clipgen import builtin
-
-    model = builtin.get("clip", name)
-    folder = builtin.verified_folder(model) if model else Path(name)
-    clip, _, _ = open_clip.create_model_and_transforms(f"local-dir:{folder}")
-    return clip.float().eval()
-
-
-@torch.no_grad()
-def shape_confusions(model, tokenizer, n: int) -> list[tuple[str, str, int]]:
+def shape_confusions(readings) -> list[tuple[str, str, int]]:
     """(true shape, read shape, count) for the misread shapes, most common first."""
-    from clipgen.toy import world
-    from clipgen.toy.train_clip import HELD_OUT_SEED, as_tensor, normalise, single_shapes
-
-    singles = single_shapes(n, HELD_OUT_SEED, first_seed=HELD_OUT_SEED)
-    features = model.encode_image(normalise(as_tensor(singles)), normalize=True)
-    confused = Counter()
-    for sample, feature in zip(singles, features):
-        texts = [world.caption(replace(sample.label, shape=shape)) for shape in world.SHAPES]
-        read = world.SHAPES[int((model.encode_text(tokenizer(texts), normalize=True) @ feature).argmax())]
-        if read != sample.label.shape:
-            confused[(sample.label.shape, read)] += 1
+    confused = Counter((s.label.shape, read["shape"]) for s, read in readings if read["shape"] != s.label.shape)
     return [(truth, read, count) for (truth, read), count in confused.most_common()]
 
 
 def main() -> None:
-    import open_clip
-
-    from clipgen.toy.train_clip import zero_shot_accuracy
+    from clipgen.perceptor import load_perceptor
+    from clipgen.toy.train_clip import reading_accuracy, zero_shot_readings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
@@ -57,12 +32,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=24)
     for name in args.models:
-        model = load(name)
-        print(json.dumps({"model": name, "images": args.images,
-                          "zero_shot": zero_shot_accuracy(model, tokenizer, n=args.images),
-                          "shape_confusions": shape_confusions(model, tokenizer, args.images)}), flush=True)
+        clip = load_perceptor((name,), torch.device("cpu"), offline=True).models[0]
+        readings = zero_shot_readings(clip.model, clip.tokenizer, n=args.images)
+        print(json.dumps({"model": name, "images": args.images, "zero_shot": reading_accuracy(readings),
+                          "shape_confusions": shape_confusions(readings)}), flush=True)
 
 
 if __name__ == "__main__":

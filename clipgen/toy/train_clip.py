@@ -278,19 +278,31 @@ def as_tensor(samples: list[world.Sample]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, n: int = 300, seed: int = HELD_OUT_SEED) -> dict[str, float]:
-    """Per attribute: pick the full caption that differs from the truth only in that attribute."""
-    correct = {a: 0 for a in ATTRIBUTES}
+def zero_shot_readings(model, tokenizer, n: int = 300,
+                       seed: int = HELD_OUT_SEED) -> list[tuple[world.Sample, dict[str, str]]]:
+    """Per held-out image, what the model reads for every attribute: of the full captions
+    that differ from the truth only in that attribute, the one nearest the image."""
+    readings = []
     singles = single_shapes(n, seed, first_seed=HELD_OUT_SEED)
-    images = as_tensor(singles)
-    feats = model.encode_image(normalise(images), normalize=True)
+    feats = model.encode_image(normalise(as_tensor(singles)), normalize=True)
     for s, feat in zip(singles, feats):
+        read = {}
         for attribute in ATTRIBUTES:
             options = [o for o in _CHOICES[attribute]
                        if not (attribute == "background" and o == s.label.colour)
                        and not (attribute == "colour" and o == s.label.background)]
             texts = [world.caption(replace(s.label, **{attribute: o})) for o in options]
             text_feats = model.encode_text(tokenizer(texts), normalize=True)
-            best = options[int((text_feats @ feat).argmax())]
-            correct[attribute] += best == getattr(s.label, attribute)
-    return {a: round(c / n, 4) for a, c in correct.items()}
+            read[attribute] = options[int((text_feats @ feat).argmax())]
+        readings.append((s, read))
+    return readings
+
+
+def reading_accuracy(readings: list[tuple[world.Sample, dict[str, str]]]) -> dict[str, float]:
+    """Per attribute, the share of ``zero_shot_readings`` that are right."""
+    return {a: round(sum(read[a] == getattr(s.label, a) for s, read in readings) / len(readings), 4)
+            for a in ATTRIBUTES}
+
+
+def zero_shot_accuracy(model, tokenizer, n: int = 300, seed: int = HELD_OUT_SEED) -> dict[str, float]:
+    return reading_accuracy(zero_shot_readings(model, tokenizer, n, seed))
