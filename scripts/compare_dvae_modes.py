@@ -37,7 +37,7 @@ def default_clip(folder: Path) -> str:
     if (TOY_CLIP / "open_clip_config.json").is_file():
         return str(TOY_CLIP)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import write_tiny_clip
+    from fixtures.checkpoints import write_tiny_clip
 
     return str(write_tiny_clip(folder / "tiny-clip"))
 

@@ -15,7 +15,7 @@ import clipgen  # noqa: E402
 from clipgen.objective import encode_targets, prompt_similarity  # noqa: E402
 from clipgen.perceptor import load_perceptor  # noqa: E402
 from clipgen.prompts import parse_prompts  # noqa: E402
-from test_biggan import write_tiny_biggan  # noqa: E402
+from fixtures.checkpoints import write_tiny_biggan  # noqa: E402
 
 CLIP = sys.argv[1]
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 200

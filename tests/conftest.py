@@ -11,34 +11,11 @@ os.environ.setdefault("CLIPGEN_OFFLINE", "1")
 import pytest
 import torch
 
+from fixtures.checkpoints import write_tiny_biggan, write_tiny_clip, write_tiny_dvae, write_tiny_vqgan
+
 # Two cores: never let one test process grab more threads than there are cores,
 # and keep runs reproducible.
 torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS") or 2), 2, os.cpu_count() or 1))
-
-TINY_CLIP_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-def write_tiny_clip(directory, seed: int = 0):
-    """An open_clip ``local-dir`` checkpoint: open_clip_config.json + open_clip_model.safetensors."""
-    import open_clip
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "model_cfg": TINY_CLIP_CONFIG,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
-    }
-    (directory / "open_clip_config.json").write_text(json.dumps(config))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "open_clip_model.safetensors"))
-    return directory
-
 
 @pytest.fixture(autouse=True)
 def _same_precision_on_every_cpu(monkeypatch):
@@ -54,6 +31,34 @@ def _same_precision_on_every_cpu(monkeypatch):
 def tiny_clip(tmp_path_factory) -> str:
     """Path of a tiny random-weight CLIP as a local directory; pass it to --clip."""
     return str(write_tiny_clip(tmp_path_factory.mktemp("tiny-clip")))
+
+
+@pytest.fixture(scope="session")
+def tiny_vqgan(tmp_path_factory):
+    """``(model.yaml, last.ckpt)`` of a tiny taming VQGAN (f4, 256 codes)."""
+    pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
+    return write_tiny_vqgan(tmp_path_factory.mktemp("vqgan"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gumbel(tmp_path_factory):
+    """``(model.yaml, last.ckpt)`` of a tiny taming Gumbel VQGAN."""
+    pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
+    return write_tiny_vqgan(tmp_path_factory.mktemp("gumbel"), kind="gumbel")
+
+
+@pytest.fixture(scope="session")
+def tiny_dvae(tmp_path_factory):
+    """``(encoder.pkl, decoder.pkl)`` of a tiny DALL-E dVAE (512 codes)."""
+    pytest.importorskip("dall_e", reason="needs the dvae extra")
+    return write_tiny_dvae(tmp_path_factory.mktemp("dvae"))
+
+
+@pytest.fixture(scope="session")
+def tiny_biggan(tmp_path_factory):
+    """A folder with config.json + pytorch_model.bin of a tiny BigGAN-deep (32 px)."""
+    pytest.importorskip("pytorch_pretrained_biggan", reason="needs the biggan extra")
+    return write_tiny_biggan(tmp_path_factory.mktemp("biggan"))
 
 
 @pytest.fixture

@@ -25,52 +25,9 @@ from clipgen.generators.biggan import (  # noqa: E402
     latent_penalty,
 )
 from clipgen.imagenet_classes import IMAGENET_CLASSES, class_label, find_class  # noqa: E402
+from fixtures.checkpoints import TINY_BIGGAN_CONFIG as TINY_CONFIG, write_tiny_biggan  # noqa: E402
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True)
-
-# The real biggan-deep-128 config.json, scaled down: 32 px (3 upsamplings of the 4x4 start),
-# channel_width 4, four blocks with the attention layer before the third. num_classes
-# stays 1000 so class names work; z_dim is small.
-TINY_CONFIG = {
-    "output_dim": 32, "z_dim": 16, "class_embed_dim": 16, "channel_width": 4, "num_classes": 1000,
-    "layers": [[True, 16, 8], [False, 8, 4], [True, 4, 2], [True, 2, 1]],
-    "attention_layer_position": 2, "eps": 1e-4, "n_stats": 51,
-}
-
-
-def write_tiny_biggan(directory: Path, *, seed: int = 0, legacy_format: bool = True, edit=None,
-                      config: dict | None = None) -> Path:
-    """config.json + pytorch_model.bin as the package's converter writes them.
-
-    The converter saves ``config.to_json_string()`` and ``torch.save(model.state_dict())``
-    of a model whose spectral-norm ``u``/``v`` are converged (TF's power iteration), from
-    torch 1.x: the legacy non-zip format. ``edit(state_dict)`` may corrupt it.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg = ppb.BigGANConfig.from_dict(config or TINY_CONFIG)
-    torch.manual_seed(seed)
-    model = ppb.BigGAN(cfg)
-    with torch.no_grad():
-        # The package leaves the last batch norm's affine parameters uninitialised memory.
-        model.generator.bn.weight.fill_(1.0)
-        model.generator.bn.bias.zero_()
-        # Converge the spectral-norm estimates as training would (power iteration in train mode).
-        model.train()
-        z, classes = torch.randn(1, cfg.z_dim), torch.softmax(torch.randn(1, cfg.num_classes), -1)
-        for _ in range(30):
-            model(z, classes, 1.0)
-    state = model.eval().state_dict()
-    if edit is not None:
-        edit(state)
-    (directory / "config.json").write_text(cfg.to_json_string(), encoding="utf-8")
-    torch.save(state, directory / "pytorch_model.bin", _use_new_zipfile_serialization=not legacy_format)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def tiny_biggan(tmp_path_factory) -> Path:
-    return write_tiny_biggan(tmp_path_factory.mktemp("biggan"))
-
 
 def make(folder, size=(32, 32), **options) -> BigGANGenerator:
     return BigGANGenerator(size, BigGANOptions(model_dir=str(folder), **options), CPU)

@@ -142,7 +142,7 @@ def bad_files(tmp_path_factory):
     files["CORRUPTSTATE"].mkdir()
     (files["CORRUPTSTATE"] / "state.pt").write_bytes(b"PK\x03\x04 truncated")
     try:
-        from test_vqgan import write_tiny_vqgan
+        from fixtures.checkpoints import write_tiny_vqgan
     except pytest.skip.Exception:  # the vqgan extra is not installed
         return files
     yaml_path, good = write_tiny_vqgan(root / "vq")

@@ -29,42 +29,9 @@ from clipgen.generators.dvae import (  # noqa: E402
     relaxed_one_hot,
     temperature_at,
 )
+from fixtures.checkpoints import sha256, write_tiny_dvae  # noqa: E402
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True)
-# The smallest architecture dall_e's validators accept (n_hid >= 64, vocab_size >= 512).
-TINY_ENCODER = {"n_hid": 64, "n_blk_per_group": 1, "vocab_size": 512}
-TINY_DECODER = {"n_init": 32, "n_hid": 64, "n_blk_per_group": 1, "vocab_size": 512}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_tiny_dvae(directory: Path, *, seed: int = 0, legacy_format: bool = False,
-                    old_upsample: bool = False) -> tuple[Path, Path]:
-    """encoder.pkl + decoder.pkl: whole modules via torch.save(module), as OpenAI saved them.
-
-    ``old_upsample``: drop ``recompute_scale_factor`` from the Upsample layers, as in
-    OpenAI's decoder.pkl, pickled by a torch older than 1.11.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    encoder, decoder = Encoder(**TINY_ENCODER), Decoder(**TINY_DECODER)
-    if old_upsample:
-        for module in decoder.modules():
-            if isinstance(module, torch.nn.Upsample):
-                del module.recompute_scale_factor
-    paths = directory / "encoder.pkl", directory / "decoder.pkl"
-    for module, path in zip((encoder, decoder), paths):
-        torch.save(module, path, _use_new_zipfile_serialization=not legacy_format)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_dvae(tmp_path_factory) -> tuple[Path, Path]:
-    return write_tiny_dvae(tmp_path_factory.mktemp("dvae"))
-
-
 def options(paths, **kw) -> DVAEOptions:
     base = {"encoder": str(paths[0]), "decoder": str(paths[1]), "trust_checkpoint": True}
     return DVAEOptions(**{**base, **kw})

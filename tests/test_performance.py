@@ -11,7 +11,7 @@ from clipgen.objective import Objective, StageTimer, encode_targets
 from clipgen.perceptor import load_perceptor
 from clipgen.precision import resolve_precision
 from clipgen.prompts import parse_prompts
-from tests.test_vqgan import make, write_tiny_vqgan
+from fixtures.checkpoints import write_tiny_vqgan
 
 CPU = torch.device("cpu")
 
@@ -95,14 +95,13 @@ def test_fused_attention_matches_taming_attention():
     assert torch.allclose(expected, got, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def tiny_vqgan(tmp_path_factory):
-    return write_tiny_vqgan(tmp_path_factory.mktemp("vqgan"))
-
-
 def test_decoder_checkpointing_changes_memory_not_maths(tiny_vqgan):
     torch.manual_seed(0)
-    gen = make(tiny_vqgan)
+    from clipgen.generators.base import GeneratorContext
+    from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
+
+    options = VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1]))
+    gen = VQGANGenerator((64, 64), options, GeneratorContext(device=CPU, offline=True))
     outputs = []
     for checkpointing in (False, True):
         gen.vqgan.checkpointing = checkpointing
@@ -118,7 +117,9 @@ def test_bf16_vqgan_decodes_close_to_fp32(tiny_vqgan):
     from dataclasses import replace
 
     from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
-    from tests.test_vqgan import CPU as CONTEXT
+    from clipgen.generators.base import GeneratorContext
+
+    CONTEXT = GeneratorContext(device=CPU, offline=True)
 
     options = VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1]))
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from clipgen.rerank import rank_scores
 
 @pytest.fixture(scope="module")
 def other_clip(tmp_path_factory):
-    from conftest import write_tiny_clip
+    from fixtures.checkpoints import write_tiny_clip
 
     return str(write_tiny_clip(tmp_path_factory.mktemp("rank-clip"), seed=1))
 
