@@ -12,7 +12,7 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name == "Settings":
-        from clipgen.settings import Settings
+        from clipgen.config.settings import Settings
 
         return Settings
     raise AttributeError(f"module 'clipgen' has no attribute {name!r}")

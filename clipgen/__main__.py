@@ -1,3 +1,3 @@
-from clipgen.cli import main
+from clipgen.cli.app import main
 
 main()

@@ -18,8 +18,8 @@ import torch
 
 from clipgen import __version__
 from clipgen.errors import ClipgenError, OutputError
-from clipgen.session import Session, build_session
-from clipgen.settings import Settings, resolve_run_settings
+from clipgen.run.session import Session, build_session
+from clipgen.config.settings import Settings, resolve_run_settings
 
 log = logging.getLogger("clipgen")
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -88,7 +88,7 @@ def run_slug(settings: Settings) -> str:
     if settings.prompt:
         return slugify(settings.prompt)
     if settings.story:
-        from clipgen.story import parse_story
+        from clipgen.run.story import parse_story
 
         return slugify(parse_story(settings.story)[0].prompt.text)
     return slugify(Path(settings.image_prompts[0]).stem)
@@ -97,11 +97,11 @@ def run_slug(settings: Settings) -> str:
 def run(settings: Settings, callbacks: Iterable = (), perceptor=None, folder_name: str | None = None) -> Result:
     """Run one generation with resolved settings. ``perceptor`` may be shared across runs;
     ``folder_name`` replaces the prompt slug as the run folder's name (batch items)."""
-    from clipgen.objective import prompt_similarity
+    from clipgen.guidance.objective import prompt_similarity
     from clipgen.outputs.naming import make_run_dir
 
     if settings.candidates > 1:
-        from clipgen.rerank import run_candidates
+        from clipgen.run.candidates import run_candidates
 
         return run_candidates(settings, callbacks=callbacks, perceptor=perceptor)
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def run(settings: Settings, callbacks: Iterable = (), perceptor=None, folder_nam
 
 def resume(folder: str | Path, callbacks: Iterable = (), steps: int | None = None) -> Result:
     """Continue an interrupted run in ``folder`` from its ``state.pt`` (optionally to more steps)."""
-    from clipgen.state import load_state, load_trainable_state, restore_rng
+    from clipgen.run.state import load_state, load_trainable_state, restore_rng
 
     started = time.perf_counter()
     folder = Path(folder)
@@ -134,7 +134,7 @@ def resume(folder: str | Path, callbacks: Iterable = (), steps: int | None = Non
 
 
 def _checkpoint(session: Session, folder: Path, step: int, losses: list, initial_similarity: float) -> None:
-    from clipgen.state import RunState, capture_rng, save_state, trainable_state
+    from clipgen.run.state import RunState, capture_rng, save_state, trainable_state
 
     history = [float(v) for v in losses]
     save_state(folder, RunState(step=step, generator=trainable_state(session.generator),
@@ -154,10 +154,10 @@ def check_interval(device, save_every: int, checkpoint_every: int) -> int:
 def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int, losses: list,
             initial_similarity: float, started: float) -> Result:
     """Optimise from ``start_step`` writing into ``folder``; shared by run() and resume()."""
-    from clipgen.interrupts import graceful_stop
-    from clipgen.loop import NumericalError, StepState, optimize
-    from clipgen.objective import prompt_similarity
-    from clipgen.outputs.atomic import write_text
+    from clipgen.run.interrupts import graceful_stop
+    from clipgen.run.loop import NumericalError, StepState, optimize
+    from clipgen.guidance.objective import prompt_similarity
+    from clipgen.atomic import write_text
     from clipgen.outputs.images import run_metadata, tensor_to_pil
     from clipgen.outputs.writer import RunWriter
 

@@ -29,7 +29,7 @@ def resize_to(image, size: tuple[int, int]):
     """Resize a PIL image to ``(width, height)`` (Lanczos) -> ``(1, 3, H, W)`` tensor in [0, 1]."""
     from PIL import Image
 
-    from clipgen.perceptor import pil_to_tensor
+    from clipgen.guidance.perceptor import pil_to_tensor
 
     return pil_to_tensor(image.resize(size, Image.LANCZOS)).unsqueeze(0)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 import clipgen
-from clipgen.bench_models import random_biggan
+from clipgen.bench.random_models import random_biggan
 from clipgen.generators.base import GeneratorContext
-from clipgen.generators.biggan import BigGANGenerator, BigGANOptions
+from clipgen.generators.biggan.generator import BigGANGenerator, BigGANOptions
 
 
 def generator_seconds(folder: Path, size: int, repeats: int = 3) -> float:

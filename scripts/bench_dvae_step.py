@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import clipgen
-from clipgen.bench_models import random_dvae
+from clipgen.bench.random_models import random_dvae
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import clipgen
-from clipgen.bench_models import random_vqgan
+from clipgen.bench.random_models import random_vqgan
 
 def main() -> None:
     parser = argparse.ArgumentParser()

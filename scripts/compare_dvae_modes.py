@@ -54,10 +54,10 @@ def write_decoder(folder: Path, arch: str) -> Path:
 
 def run_one(prompt: str, seed: int, hard: bool, args, perceptor, decoder: Path) -> dict:
     from clipgen.api import run
-    from clipgen.generators.dvae import one_hot
-    from clipgen.objective import encode_targets, prompt_similarity
-    from clipgen.prompts import parse_prompts
-    from clipgen.settings import resolve_run_settings
+    from clipgen.generators.dvae.generator import one_hot
+    from clipgen.guidance.objective import encode_targets, prompt_similarity
+    from clipgen.guidance.prompts import parse_prompts
+    from clipgen.config.settings import resolve_run_settings
 
     dvae = {"decoder": str(decoder), "trust_checkpoint": True, "hard": hard,
             "temperature": args.temperature, "temperature_end": args.temperature_end,
@@ -105,8 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from clipgen.devices import resolve_device
-    from clipgen.perceptor import load_perceptor
+    from clipgen.hardware import resolve_device
+    from clipgen.guidance.perceptor import load_perceptor
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -12,9 +12,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 torch.set_num_threads(2)
 import clipgen  # noqa: E402
-from clipgen.objective import encode_targets, prompt_similarity  # noqa: E402
-from clipgen.perceptor import load_perceptor  # noqa: E402
-from clipgen.prompts import parse_prompts  # noqa: E402
+from clipgen.guidance.objective import encode_targets, prompt_similarity  # noqa: E402
+from clipgen.guidance.perceptor import load_perceptor  # noqa: E402
+from clipgen.guidance.prompts import parse_prompts  # noqa: E402
 from fixtures.checkpoints import write_tiny_biggan  # noqa: E402
 
 CLIP = sys.argv[1]

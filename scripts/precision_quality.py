@@ -26,8 +26,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from clipgen import api
-    from clipgen.perceptor import load_perceptor
-    from clipgen.scoring import similarity_matrix
+    from clipgen.guidance.perceptor import load_perceptor
+    from clipgen.guidance.scoring import similarity_matrix
     from clipgen.toy.evaluate import PROMPT_SET, prompt_text
 
     scorer = load_perceptor(("toy",), torch.device("cpu"), offline=True)

@@ -23,7 +23,7 @@ def shape_confusions(readings) -> list[tuple[str, str, int]]:
 
 
 def main() -> None:
-    from clipgen.perceptor import load_perceptor
+    from clipgen.guidance.perceptor import load_perceptor
     from clipgen.toy.train_clip import reading_accuracy, zero_shot_readings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

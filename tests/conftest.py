@@ -22,9 +22,9 @@ def _same_precision_on_every_cpu(monkeypatch):
     """``--precision auto`` picks bf16 on CPUs with AMX/AVX-512-BF16 and fp32 elsewhere;
     tests pin the fp32 answer so their numbers do not depend on the CI machine's CPU.
     The bf16 paths are tested by asking for them explicitly."""
-    import clipgen.precision
+    import clipgen.hardware
 
-    monkeypatch.setattr(clipgen.precision, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(clipgen.hardware, "cpu_has_fast_bf16", lambda: False)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +64,7 @@ def tiny_biggan(tmp_path_factory):
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process: ``run_cli([...]) -> (exit_code, stdout, stderr)``."""
-    from clipgen.cli import main
+    from clipgen.cli.app import main
 
     def invoke(args):
         try:

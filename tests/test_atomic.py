@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from clipgen.outputs.atomic import atomic_path, write_bytes
+from clipgen.atomic import atomic_path, write_bytes
 
 
 def test_written_file_has_the_usual_mode(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from clipgen.batch import parse_batch_text, select_shard
+from clipgen.run.batch import parse_batch_text, select_shard
 from clipgen.errors import SettingsError
 
 FAST = ["--size", "32x32", "--steps", "3", "--set", "cutn=2", "--set", "save_every=0", "-g", "pixels"]

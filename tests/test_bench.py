@@ -1,6 +1,6 @@
 import json
 
-from clipgen.bench import CASES, STAGES
+from clipgen.bench.cases import CASES, STAGES
 
 
 def test_bench_json_has_every_stage(run_cli, tiny_clip):

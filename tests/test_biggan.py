@@ -13,10 +13,10 @@ import torch
 
 ppb = pytest.importorskip("pytorch_pretrained_biggan", reason="needs the biggan extra")
 
-from clipgen.biggan_loader import load_biggan, num_conditions, synthesize  # noqa: E402
+from clipgen.generators.biggan.loader import load_biggan, num_conditions, synthesize  # noqa: E402
 from clipgen.errors import MissingDependencyError, MissingWeightsError, ModelError, SettingsError  # noqa: E402
 from clipgen.generators.base import EncodesImages, GeneratorContext, Regularized  # noqa: E402
-from clipgen.generators.biggan import (  # noqa: E402
+from clipgen.generators.biggan.generator import (  # noqa: E402
     LOGIT_BOUND,
     BigGANGenerator,
     BigGANOptions,
@@ -24,7 +24,7 @@ from clipgen.generators.biggan import (  # noqa: E402
     fit_to_size,
     latent_penalty,
 )
-from clipgen.imagenet_classes import IMAGENET_CLASSES, class_label, find_class  # noqa: E402
+from clipgen.generators.biggan.classes import IMAGENET_CLASSES, class_label, find_class  # noqa: E402
 from fixtures.checkpoints import TINY_BIGGAN_CONFIG as TINY_CONFIG, write_tiny_biggan  # noqa: E402
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True)
@@ -162,7 +162,7 @@ def test_missing_package_is_a_dependency_error(tiny_biggan, monkeypatch):
 
 
 def test_settings_resolve_without_importing_the_package():
-    code = ("import sys; from clipgen.presets import load_preset; from clipgen.settings import resolve; "
+    code = ("import sys; from clipgen.config.presets import load_preset; from clipgen.config.settings import resolve; "
             "p = load_preset('biggan'); s = resolve([('preset', p.values)]); "
             "assert s.generator == 'biggan', s; "
             "assert 'pytorch_pretrained_biggan' not in sys.modules; print('ok')")
@@ -352,7 +352,7 @@ def test_registry_entries():
     import re
 
     from clipgen import weights
-    from clipgen.weights.biggan_entries import BIGGAN_CONFIG, BIGGAN_WEIGHTS
+    from clipgen.weights.entries.biggan import BIGGAN_CONFIG, BIGGAN_WEIGHTS
 
     assert set(weights.names("biggan-deep")) == {"biggan-deep-128", "biggan-deep-256", "biggan-deep-512"}
     for entry in weights.entries("biggan-deep"):
@@ -366,8 +366,8 @@ def test_registry_entries():
 
 
 def test_preset_resolves():
-    from clipgen.presets import load_preset
-    from clipgen.settings import resolve
+    from clipgen.config.presets import load_preset
+    from clipgen.config.settings import resolve
 
     preset = load_preset("biggan")
     settings = resolve([(f"preset {preset.path}", preset.values)])

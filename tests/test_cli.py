@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipgen.settings import Settings
+from clipgen.config.settings import Settings
 
 
 def _generate(run_cli, tiny_clip, out, *extra):

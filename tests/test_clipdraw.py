@@ -13,8 +13,8 @@ import torch
 from clipgen.errors import SettingsError
 from clipgen.generators import get_generator_class
 from clipgen.generators.base import GeneratorContext, VectorGraphic
-from clipgen.generators.clipdraw import ClipDrawGenerator, ClipDrawOptions, random_blobs, random_strokes
-from clipgen.settings import resolve_run_settings
+from clipgen.generators.clipdraw.generator import ClipDrawGenerator, ClipDrawOptions, random_blobs, random_strokes
+from clipgen.config.settings import resolve_run_settings
 
 CPU = GeneratorContext(device=torch.device("cpu"))
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from clipgen.cutouts import Cutouts, crop_and_resize, crop_boxes
+from clipgen.guidance.cutouts import Cutouts, crop_and_resize, crop_boxes
 from clipgen.errors import SettingsError
 
 

@@ -16,12 +16,12 @@ pytest.importorskip("dall_e", reason="needs the dvae extra")
 from dall_e import Decoder, Encoder  # noqa: E402
 
 import clipgen  # noqa: E402
-from clipgen.dvae_loader import PartSource, convert_pickle, load_converted, load_part  # noqa: E402
-from clipgen.dvae_pickle import PickleSource, unpickle_module  # noqa: E402
+from clipgen.generators.dvae.loader import PartSource, convert_pickle, load_converted, load_part  # noqa: E402
+from clipgen.generators.dvae.pickle_gate import PickleSource, unpickle_module  # noqa: E402
 from clipgen.errors import MissingDependencyError, MissingWeightsError, ModelError, SettingsError  # noqa: E402
 from clipgen.generators import get_generator_class  # noqa: E402
 from clipgen.generators.base import EncodesImages, GeneratorContext  # noqa: E402
-from clipgen.generators.dvae import (  # noqa: E402
+from clipgen.generators.dvae.generator import (  # noqa: E402
     DVAEGenerator,
     DVAEOptions,
     blacklist_bias,
@@ -155,7 +155,7 @@ def test_missing_dall_e_names_the_extra(monkeypatch, tiny_dvae):
 
 def test_bad_pin_is_a_settings_error():
     with pytest.raises(SettingsError, match="decoder_sha256: expected 64 hexadecimal digits"):
-        clipgen.settings.resolve_run_settings(flags={"generator": "dvae", "dvae": {"decoder_sha256": "abc"}})
+        clipgen.config.settings.resolve_run_settings(flags={"generator": "dvae", "dvae": {"decoder_sha256": "abc"}})
 
 
 # --------------------------------------------------------------------------- conversion
@@ -189,7 +189,7 @@ def cached_entry(monkeypatch, tmp_path, tiny_dvae) -> Path:
 
 def test_cli_convert_then_runs_never_unpickle(cached_entry, run_cli):
     _, _, err = run_cli(["models", "convert", "dalle-dvae"])
-    # (The exit status is not checked here: clipgen.cli.main currently exits 0 when a
+    # (The exit status is not checked here: clipgen.cli.app.main currently exits 0 when a
     # `models` command fails; see the report on issue #9.)
     assert "--trust-checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not list(cached_entry.glob("*.safetensors"))
@@ -206,7 +206,7 @@ def test_cli_convert_then_runs_never_unpickle(cached_entry, run_cli):
 
 def test_digest_recorded_by_download_pins_the_file(cached_entry):
     from clipgen import weights
-    from clipgen.dvae_loader import convert_entry
+    from clipgen.generators.dvae.loader import convert_entry
     from clipgen.weights.cache import _write_record
 
     entry = weights.get_entry("dalle-dvae")
@@ -284,7 +284,7 @@ def test_local_decoder_without_encoder_names_the_option(tiny_dvae):
 
 
 def test_preset_resolves():
-    from clipgen.settings import resolve_run_settings
+    from clipgen.config.settings import resolve_run_settings
 
     settings = resolve_run_settings(preset="dvae")
     assert settings.generator == "dvae" and isinstance(settings.options, DVAEOptions)

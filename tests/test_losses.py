@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from clipgen.losses import prompt_loss, spherical_distance, total_variation
+from clipgen.guidance.losses import prompt_loss, spherical_distance, total_variation
 
 
 def _unit_at(angle: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clipgen import builtin
+from clipgen.weights import builtin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,8 +26,8 @@ def test_presets_work_from_a_non_editable_install(tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                     str(wheel)], check=True)
-    probe = ("import clipgen, clipgen.presets as p, json; from clipgen.settings import resolve_run_settings;"
-             "from clipgen import builtin;"
+    probe = ("import clipgen, clipgen.config.presets as p, json; from clipgen.config.settings import resolve_run_settings;"
+             "from clipgen.weights import builtin;"
              "shipped = sorted(str(builtin.verified_folder(m)) for m in builtin.BUILTIN.values());"
              "print(json.dumps({'file': clipgen.__file__, 'presets': sorted(p.available_presets()),"
              "'steps': resolve_run_settings(preset='draft').steps, 'models': shipped}))")

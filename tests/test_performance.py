@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipgen.cutouts import Cutouts
+from clipgen.guidance.cutouts import Cutouts
 from clipgen.errors import SettingsError
-from clipgen.objective import Objective, StageTimer, encode_targets
-from clipgen.perceptor import load_perceptor
-from clipgen.precision import resolve_precision
-from clipgen.prompts import parse_prompts
+from clipgen.guidance.objective import Objective, StageTimer, encode_targets
+from clipgen.guidance.perceptor import load_perceptor
+from clipgen.hardware import resolve_precision
+from clipgen.guidance.prompts import parse_prompts
 from fixtures.checkpoints import write_tiny_vqgan
 
 CPU = torch.device("cpu")
@@ -63,7 +63,7 @@ def test_bf16_clip_embeds_close_to_fp32(tiny_clip):
 
 
 def test_precision_resolution(monkeypatch):
-    import clipgen.precision as precision
+    import clipgen.hardware as precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     assert resolve_precision("auto", CPU) == torch.bfloat16
@@ -84,7 +84,7 @@ def test_fp16_on_cpu_is_one_line_exit_2(run_cli, tiny_clip, tmp_path):
 def test_fused_attention_matches_taming_attention():
     from taming.modules.diffusionmodules.model import AttnBlock
 
-    from clipgen.taming_loader import _attention_forward
+    from clipgen.generators.vqgan.taming import _attention_forward
 
     torch.manual_seed(0)
     block = AttnBlock(64).eval()
@@ -98,7 +98,7 @@ def test_fused_attention_matches_taming_attention():
 def test_decoder_checkpointing_changes_memory_not_maths(tiny_vqgan):
     torch.manual_seed(0)
     from clipgen.generators.base import GeneratorContext
-    from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
+    from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions
 
     options = VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1]))
     gen = VQGANGenerator((64, 64), options, GeneratorContext(device=CPU, offline=True))
@@ -116,7 +116,7 @@ def test_decoder_checkpointing_changes_memory_not_maths(tiny_vqgan):
 def test_bf16_vqgan_decodes_close_to_fp32(tiny_vqgan):
     from dataclasses import replace
 
-    from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
+    from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions
     from clipgen.generators.base import GeneratorContext
 
     CONTEXT = GeneratorContext(device=CPU, offline=True)

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from clipgen.errors import PromptError
-from clipgen.prompts import Prompt, parse_image_prompt, parse_prompts
+from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipgen.raster import flatten_beziers, rasterize
-from clipgen.svg import hex_color, parse_color, path_data, strokes_to_svg
+from clipgen.generators.clipdraw.raster import flatten_beziers, rasterize
+from clipgen.generators.clipdraw.svg import hex_color, parse_color, path_data, strokes_to_svg
 
 WHITE = (1.0, 1.0, 1.0)
 

@@ -17,8 +17,8 @@ import clipgen
 from clipgen.api import RunInterrupted, resume
 from clipgen.generators.base import GeneratorContext
 from clipgen.generators.pixels import PixelGenerator, PixelOptions
-from clipgen.loop import NumericalError, make_optimizer, optimize
-from clipgen.state import load_state
+from clipgen.run.loop import NumericalError, make_optimizer, optimize
+from clipgen.run.state import load_state
 
 FAST = dict(size=(32, 32), cutn=2, generator="pixels", seed=7, augment=["affine", "noise"])
 
@@ -199,9 +199,9 @@ def test_resume_is_exact_for_other_generators(tiny_clip, tmp_path, generator, op
 
 
 def test_size_that_cannot_fit_is_refused_with_an_estimate(run_cli, tiny_clip, tmp_path, monkeypatch):
-    import clipgen.memory
+    import clipgen.hardware
 
-    monkeypatch.setattr(clipgen.memory, "available_bytes", lambda device: 2**30)
+    monkeypatch.setattr(clipgen.hardware, "available_bytes", lambda device: 2**30)
     code, _, err = run_cli(["generate", "x", "--clip", tiny_clip, "--size", "4096x4096",
                             "--out", tmp_path / "o", "-q"])
     assert code == 2 and "needs about" in err and "GiB" in err and "--size" in err
@@ -209,9 +209,9 @@ def test_size_that_cannot_fit_is_refused_with_an_estimate(run_cli, tiny_clip, tm
 
 
 def test_out_of_memory_names_the_knobs_and_saves_state(tiny_clip, tmp_path, monkeypatch):
-    import clipgen.objective
+    import clipgen.guidance.objective
 
-    real_step = clipgen.objective.Objective.loss_and_backward
+    real_step = clipgen.guidance.objective.Objective.loss_and_backward
     calls = []
 
     def loss_and_backward(self, image, timer=None):
@@ -220,7 +220,7 @@ def test_out_of_memory_names_the_knobs_and_saves_state(tiny_clip, tmp_path, monk
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_step(self, image, timer)
 
-    monkeypatch.setattr(clipgen.objective.Objective, "loss_and_backward", loss_and_backward)
+    monkeypatch.setattr(clipgen.guidance.objective.Objective, "loss_and_backward", loss_and_backward)
     with pytest.raises(clipgen.errors.ClipgenError, match="--size or --cutn") as failure:
         _uninterrupted(tiny_clip, tmp_path)
     assert "clipgen resume" in str(failure.value)

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 import clipgen
-from clipgen.perceptor import load_perceptor
-from clipgen.rerank import rank_scores
+from clipgen.guidance.perceptor import load_perceptor
+from clipgen.run.candidates import rank_scores
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_vector_candidates_keep_their_svg_and_the_summary_names_real_folders(tin
 
     from rich.console import Console
 
-    from clipgen.progress import print_summary
+    from clipgen.cli.progress import print_summary
 
     result = clipgen.generate("a red apple", clip=[tiny_clip], generator="clipdraw", size=(32, 32), steps=2,
                               cutn=2, candidates=2, seed=3, save_every=1, out=str(tmp_path),

@@ -17,8 +17,8 @@ def two_images(tmp_path_factory):
 def test_score_json_matches_the_library(run_cli, tiny_clip, two_images):
     import torch
 
-    from clipgen.perceptor import load_perceptor
-    from clipgen.scoring import similarity_matrix
+    from clipgen.guidance.perceptor import load_perceptor
+    from clipgen.guidance.scoring import similarity_matrix
 
     code, out, err = run_cli(["score", *two_images, "--prompt", "a red square", "--prompt", "blue",
                               "--clip", tiny_clip, "--json"])

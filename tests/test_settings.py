@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 
 from clipgen.errors import SettingsError
-from clipgen.presets import available_presets, load_preset
-from clipgen.settings import Settings, resolve_run_settings
+from clipgen.config.presets import available_presets, load_preset
+from clipgen.config.settings import Settings, resolve_run_settings
 
 
 def test_defaults_preset_flags_set_order(tmp_path):

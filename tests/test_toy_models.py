@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from clipgen.errors import ModelError
-from clipgen import builtin
-from clipgen.perceptor import load_perceptor, parse_clip_spec
-from clipgen.scoring import zero_shot_probabilities
+from clipgen.weights import builtin
+from clipgen.guidance.perceptor import load_perceptor, parse_clip_spec
+from clipgen.guidance.scoring import zero_shot_probabilities
 from clipgen.toy.world import Label, sample
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipgen import builtin
+from clipgen.weights import builtin
 from clipgen.toy.evaluate import PROMPT_SET, evaluate_preset
 from clipgen.toy.judge import load_judge
 
@@ -40,9 +40,9 @@ def test_toy_preset_images_show_colour_and_background(tmp_path, judge):
 
 def test_a_flipped_loss_sign_fails_the_judge(tmp_path, judge, monkeypatch):
     """The control: pushed *away* from the prompt, images do not show it."""
-    import clipgen.objective
+    import clipgen.guidance.objective
 
-    real = clipgen.objective.Objective.clip_loss
-    monkeypatch.setattr(clipgen.objective.Objective, "clip_loss", lambda self, views: -real(self, views))
+    real = clipgen.guidance.objective.Objective.clip_loss
+    monkeypatch.setattr(clipgen.guidance.objective.Objective, "clip_loss", lambda self, views: -real(self, views))
     report = evaluate_preset("toy", tmp_path, prompts=PROMPTS[:3], judge=judge, candidates=1, steps=60)
     assert sum(r["colour_and_background"] for r in report["results"]) == 0, report["results"]

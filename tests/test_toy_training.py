@@ -25,7 +25,7 @@ def test_train_clip_few_steps_saves_a_loadable_local_dir(tmp_path, tower):
 
     import torch
 
-    from clipgen.perceptor import load_perceptor
+    from clipgen.guidance.perceptor import load_perceptor
 
     perceptor = load_perceptor((str(tmp_path / "clip"),), torch.device("cpu"))
     assert perceptor.input_sizes == (64,)
@@ -37,8 +37,8 @@ def test_cli_defaults_and_shipped_model_record_the_same_training_settings():
     import inspect
     from dataclasses import asdict
 
-    from clipgen.builtin import get
-    from clipgen.cli_toy import train_clip_command
+    from clipgen.weights.builtin import get
+    from clipgen.cli.toy import train_clip_command
 
     cli = {name: p.default for name, p in inspect.signature(train_clip_command).parameters.items()}
     defaults = TrainConfig()
@@ -112,7 +112,7 @@ def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_c
     import torch
 
     from clipgen.generators.base import GeneratorContext
-    from clipgen.generators.vqgan import VQGANGenerator, VQGANOptions
+    from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions
     from clipgen.toy.train_vqgan import VQTrainConfig, restart_dead_codes, train
 
     losses = []

@@ -15,16 +15,16 @@ import torch
 yaml = pytest.importorskip("yaml", reason="needs the vqgan extra")
 pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
 
-from clipgen.checkpoints import Opaque, load_checkpoint  # noqa: E402
+from clipgen.weights.checkpoints import Opaque, load_checkpoint  # noqa: E402
 from clipgen.errors import MissingWeightsError, ModelError, SettingsError  # noqa: E402
 from clipgen.generators.base import EncodesImages, GeneratorContext  # noqa: E402
-from clipgen.generators.vqgan import (  # noqa: E402
+from clipgen.generators.vqgan.generator import (  # noqa: E402
     VQGANGenerator,
     VQGANOptions,
     clamp_with_grad,
     vector_quantize,
 )
-from clipgen.taming_loader import TamingVQGAN, read_config  # noqa: E402
+from clipgen.generators.vqgan.taming import TamingVQGAN, read_config  # noqa: E402
 from fixtures.checkpoints import write_tiny_vqgan  # noqa: E402
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True)
@@ -346,8 +346,8 @@ def test_missing_taming_is_a_dependency_error(tiny_vqgan, monkeypatch):
 
 
 def test_preset_resolves():
-    from clipgen.presets import load_preset
-    from clipgen.settings import resolve
+    from clipgen.config.presets import load_preset
+    from clipgen.config.settings import resolve
 
     preset = load_preset("vqgan")
     settings = resolve([(f"preset {preset.path}", preset.values)])

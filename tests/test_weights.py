@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clipgen import weights
-from clipgen.cli_models import models_app
+from clipgen.cli.models import models_app
 from clipgen.errors import MissingWeightsError, ModelError
 from clipgen.weights import FileSpec, WeightsEntry
 
@@ -352,9 +352,9 @@ def test_cli_offline_download_is_one_line_exit_2(registered, monkeypatch):
 
 
 def test_main_cli_mounts_models(registered, monkeypatch):
-    cli = pytest.importorskip("clipgen.cli")
+    cli = pytest.importorskip("clipgen.cli.app")
     if not any(getattr(g, "name", None) == "models" for g in cli.app.registered_groups):
-        pytest.skip("clipgen.cli does not mount `models` yet")
+        pytest.skip("clipgen.cli.app does not mount `models` yet")
     monkeypatch.setenv("CLIPGEN_OFFLINE", "1")
     result = CliRunner().invoke(cli.app, ["models", "path", "tiny-test"])
     assert result.exit_code == 2 and "clipgen models download tiny-test" in result.output

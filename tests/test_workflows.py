@@ -8,7 +8,7 @@ from PIL import Image
 
 import clipgen
 from clipgen.errors import PromptError
-from clipgen.story import parse_story, segment_weights
+from clipgen.run.story import parse_story, segment_weights
 
 FAST = dict(size=(32, 32), cutn=2, seed=3, augment=["affine"])
 
@@ -40,7 +40,7 @@ def test_story_switches_target_at_the_scheduled_step(tiny_clip, tmp_path):
                               out=str(tmp_path), save_every=0, generator="pixels",
                               callbacks=[record_targets], **FAST)
     assert result.status == "finished"
-    from clipgen.perceptor import load_perceptor
+    from clipgen.guidance.perceptor import load_perceptor
     import torch
 
     model = load_perceptor((tiny_clip,), torch.device("cpu")).models[0]

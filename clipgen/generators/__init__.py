@@ -13,10 +13,10 @@ from clipgen.errors import SettingsError, did_you_mean
 GENERATORS: dict[str, str] = {
     "pixels": "clipgen.generators.pixels:PixelGenerator",
     "fourier": "clipgen.generators.fourier:FourierGenerator",
-    "clipdraw": "clipgen.generators.clipdraw:ClipDrawGenerator",
-    "vqgan": "clipgen.generators.vqgan:VQGANGenerator",
-    "dvae": "clipgen.generators.dvae:DVAEGenerator",
-    "biggan": "clipgen.generators.biggan:BigGANGenerator",
+    "clipdraw": "clipgen.generators.clipdraw.generator:ClipDrawGenerator",
+    "vqgan": "clipgen.generators.vqgan.generator:VQGANGenerator",
+    "dvae": "clipgen.generators.dvae.generator:DVAEGenerator",
+    "biggan": "clipgen.generators.biggan.generator:BigGANGenerator",
 }
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from clipgen.generators.base import Generator, GeneratorContext
-from clipgen.typed import option
+from clipgen.config.typed import option
 
 # Square root of the colour correlation matrix of ImageNet, as measured by Lucid.
 _COLOR_CORRELATION_SQRT = torch.tensor(

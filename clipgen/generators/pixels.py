@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from clipgen.generators.base import Generator, GeneratorContext
-from clipgen.typed import option
+from clipgen.config.typed import option
 
 
 @dataclass(frozen=True)

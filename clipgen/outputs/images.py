@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from clipgen.outputs.atomic import write_bytes
+from clipgen.atomic import write_bytes
 
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:

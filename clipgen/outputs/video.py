@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clipgen.outputs.atomic import atomic_path
+from clipgen.atomic import atomic_path
 
 
 def _even(image: Image.Image) -> np.ndarray:

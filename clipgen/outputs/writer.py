@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipgen.generators.base import VectorGraphic
-from clipgen.loop import StepState
-from clipgen.outputs.atomic import write_text
+from clipgen.run.loop import StepState
+from clipgen.atomic import write_text
 from clipgen.outputs.images import save_png, tensor_to_pil
 
 

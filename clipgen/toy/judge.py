@@ -89,7 +89,7 @@ def train_judge(config: JudgeConfig, out_dir: Path | None = None,
     torch.manual_seed(config.seed)
     from clipgen.toy.train_clip import colour_jitter, random_warp
 
-    from clipgen.precision import cpu_has_fast_bf16
+    from clipgen.hardware import cpu_has_fast_bf16
 
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
     memory_format = torch.channels_last if use_bf16 else torch.contiguous_format  # see precision.py
@@ -151,7 +151,7 @@ def accuracy(model: Judge, images: torch.Tensor, labels: list[world.Label],
 def save_judge(model: Judge, out_dir: Path, metrics: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from clipgen.outputs.atomic import atomic_path, write_text
+    from clipgen.atomic import atomic_path, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
@@ -165,7 +165,7 @@ def save_judge(model: Judge, out_dir: Path, metrics: dict | None = None) -> Path
 
 def load_shipped_judge() -> Judge:
     """The judge shipped with clipgen, after checking its pinned digest."""
-    from clipgen import builtin
+    from clipgen.weights import builtin
 
     return load_judge(builtin.verified_folder(builtin.get("judge", "toy")) / "judge.safetensors")
 

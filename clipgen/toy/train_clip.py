@@ -242,7 +242,7 @@ def train(config: TrainConfig, out_dir: Path | None = None,
 def save(model, out_dir: Path, metrics: dict | None = None, tower: str = "resnet") -> Path:
     from safetensors.torch import save_file
 
-    from clipgen.outputs.atomic import atomic_path, write_text
+    from clipgen.atomic import atomic_path, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}

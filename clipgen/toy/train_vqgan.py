@@ -65,7 +65,7 @@ def yaml_config() -> dict:
 
 
 def build_model():
-    from clipgen.taming_loader import TamingVQGAN, VQGANConfig
+    from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig
 
     return TamingVQGAN(VQGANConfig(kind="vq", embed_dim=EMBED_DIM, n_embed=N_EMBED, ddconfig=dict(DDCONFIG)))
 
@@ -117,7 +117,7 @@ def train(config: VQTrainConfig, out_dir: Path | None = None,
     started = time.perf_counter()
     pool = render_pool(config.pool_images, config.seed * 1_000_003)
     render_seconds = time.perf_counter() - started
-    from clipgen.precision import cpu_has_fast_bf16
+    from clipgen.hardware import cpu_has_fast_bf16
 
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
     # channels-last only pays with bf16 kernels; on AVX2 fp32 it was slower.
@@ -177,7 +177,7 @@ def restart_dead_codes(model, usage: torch.Tensor, latents: torch.Tensor, rng: r
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor) -> torch.Tensor:
     """``(N, 3, 64, 64)`` in [0, 1] through encoder, codebook and decoder, in [0, 1]."""
-    from clipgen.taming_loader import nearest_codes
+    from clipgen.generators.vqgan.taming import nearest_codes
 
     h = encode(model, images * 2 - 1)
     z_q = F.embedding(nearest_codes(h, model.codebook), model.codebook).movedim(-1, 1)
@@ -201,7 +201,7 @@ def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
     """``model.yaml`` + ``last.ckpt`` laid out like taming's Lightning checkpoints (fp16 tensors)."""
     import yaml
 
-    from clipgen.outputs.atomic import atomic_path, write_text
+    from clipgen.atomic import atomic_path, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}

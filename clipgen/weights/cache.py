@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from clipgen.errors import MissingWeightsError, ModelError
-from clipgen.outputs.atomic import write_text
+from clipgen.atomic import write_text
 from clipgen.weights.registry import FileSpec, WeightsEntry, get_entry
 
 _CHUNK = 1 << 20

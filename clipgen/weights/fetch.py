@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from clipgen.errors import MissingWeightsError, ModelError, OutputError
-from clipgen.outputs.atomic import write_text
+from clipgen.atomic import write_text
 from clipgen.weights.cache import (
     _CHUNK,
     ProgressCallback,

@@ -12,10 +12,10 @@ This module is pure data and lookups: no disk, no network (see :mod:`.cache` and
 from __future__ import annotations
 
 from clipgen.errors import ModelError, did_you_mean
-from clipgen.weights.biggan_entries import BIGGAN_ENTRIES
-from clipgen.weights.dvae_entries import DVAE_ENTRIES
+from clipgen.weights.entries.biggan import BIGGAN_ENTRIES
+from clipgen.weights.entries.dvae import DVAE_ENTRIES
 from clipgen.weights.spec import FileSpec, WeightsEntry
-from clipgen.weights.vqgan_entries import VQGAN_CHECKPOINT, VQGAN_CONFIG, VQGAN_ENTRIES
+from clipgen.weights.entries.vqgan import VQGAN_CHECKPOINT, VQGAN_CONFIG, VQGAN_ENTRIES
 
 __all__ = ["FileSpec", "WeightsEntry", "VQGAN_CONFIG", "VQGAN_CHECKPOINT", "ENTRIES", "REGISTRY",
            "entries", "names", "get_entry", "human_size"]

@@ -1,0 +1,1 @@
+"""clipgen bench: fixed cases with random-weight real architectures, timed per stage."""

@@ -1,0 +1,119 @@
+"""`clipgen bench`: a fixed configuration, timed per stage, with random-weight models of
+the true architectures (nothing to download)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from clipgen.errors import SettingsError, did_you_mean
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    description: str
+    generator: str
+    size: int
+    cutn: int
+    clip: str = "ViT-B-32:none"
+    options: dict = field(default_factory=dict)
+    weights: str | None = None  # which random_* factory writes the generator's files
+
+
+CASES: dict[str, BenchCase] = {
+    "vqgan-256-cut32": BenchCase("VQGAN f16-16384 + ViT-B-32, 256², 32 cutouts (CPU)", "vqgan", 256, 32,
+                                 weights="vqgan"),
+    "vqgan-512-cut64": BenchCase("VQGAN f16-16384 + ViT-B-32, 512², 64 cutouts (GPU)", "vqgan", 512, 64,
+                                 weights="vqgan"),
+    "dvae-256-cut32": BenchCase("DALL-E dVAE decoder + ViT-B-32, 256², 32 cutouts", "dvae", 256, 32,
+                                weights="dvae"),
+    "biggan-256-cut32": BenchCase("BigGAN-deep-256 + ViT-B-32, 256², 32 cutouts", "biggan", 256, 32,
+                                  weights="biggan"),
+    "clipdraw-224-cut8": BenchCase("CLIPDraw 256 strokes + ViT-B-32, 224², 8 cutouts", "clipdraw", 224, 8,
+                                   options={"strokes": 256}),
+    "fourier-256-cut32": BenchCase("Fourier + ViT-B-32, 256², 32 cutouts", "fourier", 256, 32),
+    "pixels-256-cut32": BenchCase("Pixels + ViT-B-32, 256², 32 cutouts", "pixels", 256, 32),
+}
+
+STAGES = ("generator", "cutouts", "clip", "backward", "optimizer", "callbacks")
+
+
+def _write_weights(kind: str, folder: Path) -> dict:
+    from clipgen.bench import random_models as bench_models
+
+    return {"vqgan": bench_models.random_vqgan, "dvae": bench_models.random_dvae,
+            "biggan": bench_models.random_biggan}[kind](folder)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", clip: str | None = None,
+              size: int | None = None, cutn: int | None = None, precision: str = "auto",
+              cut_batch: int | None = None, checkpointing: bool = False, compile: str = "auto") -> dict:
+    """Time ``steps`` optimisation steps (after ``warmup``) stage by stage, through the
+    same ``loss_and_backward`` a run uses."""
+    from clipgen.api import peak_rss_mb
+    from clipgen.guidance.objective import StageTimer
+    from clipgen.outputs.images import png_bytes, tensor_to_pil
+    from clipgen.hardware import precision_name
+    from clipgen.run.session import build_session
+    from clipgen.config.settings import resolve_run_settings
+
+    if name not in CASES:
+        raise SettingsError(f"unknown bench preset {name!r}; {did_you_mean(name, CASES)}")
+    case = CASES[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        options = dict(case.options)
+        if case.weights:
+            options.update(_write_weights(case.weights, Path(tmp) / "weights"))
+        if checkpointing:
+            options["checkpointing"] = True
+        flags = {
+            "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
+            "clip": [clip or case.clip], "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
+            "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
+            "precision": precision, "compile": compile, case.generator: options,
+        }
+        if cut_batch is not None:
+            flags["cut_batch"] = cut_batch
+        settings = resolve_run_settings(flags=flags)
+        session = build_session(settings)
+        dev = session.device
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        generator, objective, optimizer = session.generator, session.objective, session.optimizer
+        timer = StageTimer(dev)
+        started = time.perf_counter()
+        for step in range(warmup + steps):
+            if step == warmup:
+                _sync(dev)
+                timer.totals = {}
+                started = time.perf_counter()
+            timer.restart()
+            optimizer.zero_grad(set_to_none=True)
+            image = generator()
+            objective.loss_and_backward(image, timer)
+            optimizer.step()
+            generator.constrain_()
+            timer.mark("optimizer")
+            png_bytes(tensor_to_pil(image.detach()))  # what the frame writer does on a save step
+            timer.mark("callbacks")
+        _sync(dev)
+        elapsed = time.perf_counter() - started
+        peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
+    return {
+        "preset": name, "description": case.description, "device": str(dev),
+        "precision": precision_name(session.perceptor.dtype), "cutn": settings.cutn,
+        "cut_batch": settings.cut_batch, "size": settings.width,
+        "threads": torch.get_num_threads(), "steps": steps, "steps_per_second": steps / elapsed,
+        "seconds_per_step": elapsed / steps,
+        "stages": {stage: timer.totals.get(stage, 0.0) / steps for stage in STAGES},
+        "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
+    }

@@ -1,0 +1,136 @@
+"""The command line. The only module that reads argv and talks to the terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from clipgen import __version__
+from clipgen.cli.console import stderr_console as _stderr
+from clipgen.cli.console import stdout_console as _stdout
+from clipgen.errors import ClipgenError
+
+app = typer.Typer(
+    name="clipgen",
+    help="Text to image by CLIP-guided optimisation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+presets_app = typer.Typer(help="List and inspect presets.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+
+def _mount_subcommands() -> None:
+    from clipgen.cli.batch import batch
+    from clipgen.cli.bench import bench
+    from clipgen.cli.generate import generate, resume
+    from clipgen.cli.models import models_app
+    from clipgen.cli.score import classify, score
+    from clipgen.cli.toy import toy_app
+
+    for command in (generate, resume, batch, score, classify):
+        app.command(no_args_is_help=True)(command)
+    app.command()(bench)  # every option has a default: no arguments runs the CPU case
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(toy_app, name="toy")
+
+
+_mount_subcommands()
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clipgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """clipgen: a differentiable generator makes an image, CLIP scores it against your
+    prompt, and gradients flow back until the image matches."""
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """Name, generator and description of every preset."""
+    from rich.table import Table
+
+    from clipgen.config.presets import available_presets, load_preset
+
+    table = Table("preset", "generator", "description")
+    for name in available_presets():
+        preset = load_preset(name)
+        table.add_row(name, str(preset.values.get("generator", "(default)")), preset.description)
+    _stdout().print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml path.")]) -> None:
+    """The fully resolved settings of a preset, as TOML-like key = value lines."""
+    from clipgen.config.settings import resolve_run_settings
+
+    settings = resolve_run_settings(preset=name)
+    console = _stdout()
+    for key, value in settings.to_dict().items():
+        if isinstance(value, dict):
+            continue
+        console.print(f"{key} = {json.dumps(value)}")
+    section = settings.to_dict()[settings.generator]
+    if section:
+        console.print(f"\n[{settings.generator}]", markup=False)
+        for key, value in section.items():
+            console.print(f"{key} = {json.dumps(value)}")
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=_stderr(), show_time=False, show_path=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("clipgen")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # Third-party libraries (huggingface_hub retries, open_clip) log at WARNING through the
+    # root logger; their failures reach the user as our own one-line errors instead.
+    logging.getLogger().setLevel(logging.ERROR + 10)
+
+
+# Recent typer vendors its own click; older ones use click itself. Catch both.
+_EXIT = tuple({typer.Exit, click.exceptions.Exit})
+_ABORT = tuple({typer.Abort, click.exceptions.Abort})
+_USAGE = tuple({getattr(typer, "TyperException", click.ClickException), click.ClickException})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every user error becomes one line on stderr and exit status 2."""
+    _setup_logging()
+    try:
+        # Without standalone mode, click returns an Exit's code instead of raising it.
+        returned = app(args=argv, prog_name="clipgen", standalone_mode=False)
+    except _EXIT as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _ABORT:
+        sys.exit(130)
+    except _USAGE as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        sys.stderr.write(f"clipgen: error: {message}\n")
+        sys.exit(2)
+    except ClipgenError as exc:
+        sys.stderr.write(f"clipgen: error: {exc}\n")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(returned if isinstance(returned, int) else 0)

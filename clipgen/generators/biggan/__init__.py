@@ -1,0 +1,1 @@
+"""BigGAN-deep (BigSleep): noise and class vectors through a frozen BigGAN."""

@@ -1,0 +1,1 @@
+"""CLIPDraw: Bézier strokes through clipgen's own differentiable rasteriser, also as SVG."""

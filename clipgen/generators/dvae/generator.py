@@ -1,0 +1,237 @@
+"""DALL-E dVAE: optimise logits over the 8192-code vocabulary at every cell of an 8x-downsampled grid.
+
+The parameters are ``logits`` of shape ``(1, vocab, H/8, W/8)``. ``forward()`` turns them
+into a relaxed one-hot over the vocabulary and decodes it with OpenAI's dVAE decoder:
+
+- soft (``hard = false``): a softmax at the current temperature, so the decoder sees a
+  blend of codes and every logit gets a gradient;
+- hard (``hard = true``): Gumbel-softmax with a straight-through one-hot sample, so the
+  decoder always sees real tokens while the gradient flows through the soft sample.
+
+When no gradient is being taken (rendering frames, scoring the result) the generator
+shows its mode instead of a random sample: the argmax tokens in hard mode, the tempered
+softmax in soft mode. The temperature can anneal from ``temperature`` to
+``temperature_end`` over ``anneal_steps``; the generator counts its own steps in
+:meth:`constrain_`, which the loop calls once after every optimiser step.
+
+The decoder's six output channels are the parameters of a logit-Laplace distribution per
+pixel; the first three, through a sigmoid and dall_e's ``unmap_pixels``, are the image.
+
+Weights are the registry entry ``dalle-dvae`` (converted files preferred, see
+:mod:`clipgen.generators.dvae.loader`) or local files; ``.pkl`` files are unpickled only through
+the digest gate of :mod:`clipgen.generators.dvae.pickle_gate`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipgen import weights
+from clipgen.generators.dvae.loader import PartSource, converted_paths, entry_part, load_part
+from clipgen.generators.dvae.pickle_gate import PickleSource, import_dall_e
+from clipgen.errors import MissingWeightsError, ModelError, SettingsError
+from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.generators.vqgan.generator import clamp_with_grad
+from clipgen.config.typed import option
+from clipgen.weights.entries.dvae import DVAE_DECODER, DVAE_ENCODER
+
+DEFAULT_MODEL = "dalle-dvae"
+FACTOR = 8  # the dVAE downsamples 8x (three 2x poolings / upsamplings)
+SCHEDULES = ("linear", "exponential")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class DVAEOptions:
+    model: str = option(DEFAULT_MODEL, help="Registered dVAE (see: clipgen models list)",
+                        choices=weights.names("dalle-dvae"))
+    decoder: str | None = option(None, help="Local decoder.pkl, or a converted decoder.safetensors (overrides model)")
+    encoder: str | None = option(None, help="Local encoder.pkl or encoder.safetensors (only for --init-image)")
+    decoder_sha256: str | None = option(None, help="Pinned SHA-256 of the decoder .pkl: unpickled only if it matches")
+    encoder_sha256: str | None = option(None, help="Pinned SHA-256 of the encoder .pkl: unpickled only if it matches")
+    trust_checkpoint: bool = option(False, help="Unpickle .pkl files that have no pinned digest (files you trust)")
+    # Soft won the comparison in scripts/compare_dvae_modes.py (issue #9), annealed or not.
+    hard: bool = option(False, help="Gumbel-softmax with a straight-through one-hot sample instead of a softmax")
+    temperature: float = option(1.0, help="Softmax temperature (at the start, when annealed)", min=0.01, max=100.0)
+    temperature_end: float | None = option(0.1, help="Temperature after anneal_steps (none: constant)",
+                                           min=0.01, max=100.0)
+    schedule: str = option("exponential", help="How the temperature moves to temperature_end", choices=SCHEDULES)
+    anneal_steps: int | None = option(None, help="Steps over which the temperature anneals (default: the run's steps)",
+                                      min=1)
+    blacklist: tuple[int, ...] = option((), help="Code ids never to use, e.g. 0,17,4093", min=0)
+    init_scale: float = option(1.0, help="Standard deviation of the random starting logits", min=0.0, max=100.0)
+    init_peak: float = option(12.0, help="Starting logit of each encoder token with --init-image", min=0.0, max=100.0)
+
+    def __post_init__(self) -> None:
+        for name in ("decoder_sha256", "encoder_sha256"):
+            value = getattr(self, name)
+            if value is not None and not _SHA256.fullmatch(value):
+                raise SettingsError(f"dvae.{name}: expected 64 hexadecimal digits, got {value!r}")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def temperature_at(step: int, start: float, end: float | None, steps: int, schedule: str) -> float:
+    """The temperature after ``step`` optimiser steps; constant once ``steps`` have passed."""
+    if end is None:
+        return start
+    progress = min(max(step, 0) / max(steps, 1), 1.0)
+    if schedule == "linear":
+        return start + (end - start) * progress
+    return start * (end / start) ** progress  # geometric: equal ratios per step
+
+
+def blacklist_bias(blacklist: tuple[int, ...], vocab_size: int) -> torch.Tensor:
+    """``(1, vocab, 1, 1)``: 0, or -inf for codes never to be used."""
+    bad = sorted(set(blacklist))
+    if bad and bad[-1] >= vocab_size:
+        raise SettingsError(f"dvae.blacklist: code {bad[-1]} does not exist; this dVAE has codes 0..{vocab_size - 1}")
+    if len(bad) >= vocab_size:
+        raise SettingsError("dvae.blacklist bans every code; leave at least one")
+    bias = torch.zeros(1, vocab_size, 1, 1)
+    bias[0, bad] = -math.inf
+    return bias
+
+
+def one_hot(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Token indices ``(B, h, w)`` -> float one-hot ``(B, vocab, h, w)``."""
+    out = torch.zeros(tokens.shape[0], vocab_size, *tokens.shape[1:], device=tokens.device)
+    return out.scatter_(1, tokens.unsqueeze(1), 1.0)
+
+
+def relaxed_one_hot(logits: torch.Tensor, tau: float, hard: bool, sample: bool) -> torch.Tensor:
+    """What the decoder sees, ``(B, vocab, h, w)``.
+
+    ``sample``: Gumbel noise in hard mode (used while optimising); without it the hard mode
+    is the argmax one-hot, the soft mode the tempered softmax either way.
+    """
+    if not hard:
+        return F.softmax(logits / tau, dim=1)
+    if sample:
+        return F.gumbel_softmax(logits, tau=tau, hard=True, dim=1)
+    return one_hot(logits.argmax(dim=1), logits.shape[1])
+
+
+def peaked_logits(tokens: torch.Tensor, vocab_size: int, peak: float) -> torch.Tensor:
+    """Logits whose softmax picks ``tokens``: ``peak`` at the token, 0 elsewhere."""
+    return one_hot(tokens, vocab_size) * peak
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+class DVAEGenerator(Generator):
+    """Logits over the dVAE vocabulary on a token grid, decoded every step."""
+
+    default_lr = 0.1
+    # Published decoder (n_hid 256): activations kept for backward are ~1.2 GB at 256x256
+    # (two 256-channel blocks at full size dominate), ~1500 image copies; logits, gradient,
+    # Adam moments, softmax and codes (8192/64 values per pixel each) add ~250. Matches the
+    # 4.3 GB peak RSS of scripts/bench_dvae_step.py with ViT-B-32 and 32 cutouts.
+    memory_factor = 1800.0
+    Options = DVAEOptions
+
+    @classmethod
+    def check_size(cls, width: int, height: int, options) -> None:
+        if width % FACTOR or height % FACTOR:
+            raise SettingsError(
+                f"dvae needs a size that is a multiple of {FACTOR} (the dVAE downsamples {FACTOR}x); "
+                f"got {width}x{height}, try {_round(width)}x{_round(height)}"
+            )
+
+    def __init__(self, size: tuple[int, int], options: DVAEOptions, context: GeneratorContext):
+        super().__init__(size, options, context)
+        self.anneal_steps = options.anneal_steps or max(1, context.steps)
+        self.check_size(self.width, self.height, options)
+        self._eps = float(import_dall_e().utils.logit_laplace_eps)
+        self.decoder = load_part(_part_source(options, "decoder"), "Decoder", context.device)
+        if self.decoder.output_channels < 3:
+            raise ModelError(f"this dVAE decoder makes {self.decoder.output_channels} channels; an image needs 3")
+        self.vocab_size = int(self.decoder.vocab_size)
+        self.register_buffer("bias", blacklist_bias(options.blacklist, self.vocab_size), persistent=False)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.tokens_hw = (self.height // FACTOR, self.width // FACTOR)
+        # Drawn on the CPU so a seed gives the same start on every device.
+        start = torch.randn(1, self.vocab_size, *self.tokens_hw) * options.init_scale
+        self.logits = nn.Parameter(start.to(context.device))
+
+    @property
+    def temperature(self) -> float:
+        o = self.options
+        return temperature_at(int(self.step), o.temperature, o.temperature_end, self.anneal_steps, o.schedule)
+
+    def forward(self) -> torch.Tensor:
+        codes = relaxed_one_hot(self.logits + self.bias, self.temperature, self.options.hard,
+                                sample=torch.is_grad_enabled())
+        return self.decode(codes)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(1, vocab, h, w)`` code weights -> ``(1, 3, H, W)`` image in [0, 1]."""
+        # On CUDA dall_e runs most convolutions in float16.
+        stats = self.decoder(codes).float()
+        mean = torch.sigmoid(stats[:, :3])
+        # dall_e.utils.unmap_pixels, with a clamp that still lets gradients pull
+        # saturated pixels back into range (unmap_pixels' clamp would zero them).
+        return clamp_with_grad((mean - self._eps) / (1 - 2 * self._eps), 0.0, 1.0)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        return [{"params": [self.logits], "lr": lr}]
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        # Called once after every optimiser step: the clock of the temperature schedule.
+        self.step += 1
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        """Start from the tokens the dVAE encoder gives ``image`` (1, 3, H, W) in [0, 1]."""
+        encoder = load_part(_part_source(self.options, "encoder"), "Encoder", self.logits.device)
+        if int(encoder.vocab_size) != self.vocab_size:
+            raise ModelError(f"the dVAE encoder has {encoder.vocab_size} codes, the decoder {self.vocab_size}; "
+                             "use an encoder and decoder that belong together")
+        image = image.to(self.logits.device, torch.float32)
+        if image.shape[-2:] != (self.height, self.width):
+            image = F.interpolate(image, size=(self.height, self.width), mode="bilinear",
+                                  align_corners=False, antialias=True)
+        map_pixels = import_dall_e().utils.map_pixels
+        scores = encoder(map_pixels(image[:1])).float() + self.bias
+        self.logits.copy_(peaked_logits(scores.argmax(dim=1), self.vocab_size, self.options.init_peak))
+
+    @torch.no_grad()
+    def tokens(self) -> torch.Tensor:
+        """The current most likely token grid ``(h, w)``."""
+        return (self.logits + self.bias).argmax(dim=1)[0]
+
+
+def _round(value: int) -> int:
+    return max(FACTOR, round(value / FACTOR) * FACTOR)
+
+
+def _part_source(options: DVAEOptions, part: str) -> PartSource:
+    """Where the ``decoder``/``encoder`` comes from: a local file, else the registry entry."""
+    local, pin = getattr(options, part), getattr(options, f"{part}_sha256")
+    if local:
+        path = Path(local).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(f"dVAE {part} {path} does not exist; check dvae.{part}")
+        if path.suffix == ".safetensors":
+            return PartSource(converted=path)
+        tensors, config = converted_paths(path.with_suffix(""))
+        if tensors.is_file() and config.is_file():  # converted beside it: no unpickling
+            return PartSource(converted=tensors)
+        fix = f"check dvae.{part} or pin the right digest with dvae.{part}_sha256"
+        return PartSource(pickled=PickleSource(path, pin, options.trust_checkpoint, fix))
+    if options.decoder or options.encoder:
+        other = "decoder" if part == "encoder" else "encoder"
+        raise SettingsError(f"dvae.{other} is a local file but dvae.{part} is not set; give both "
+                            f"(the {part} is needed {'to start from an image' if part == 'encoder' else 'to draw'})")
+    filename = DVAE_DECODER if part == "decoder" else DVAE_ENCODER
+    return entry_part(options.model, filename, trust_checkpoint=options.trust_checkpoint, pin=pin)

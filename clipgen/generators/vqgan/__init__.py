@@ -1,0 +1,1 @@
+"""VQGAN: latents on a taming-transformers codebook, decoded without Lightning."""

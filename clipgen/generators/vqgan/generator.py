@@ -1,0 +1,172 @@
+"""VQGAN: optimise continuous latents that are snapped to a taming-transformers codebook.
+
+The parameters are latents ``z`` of shape ``(1, embed_dim, H/f, W/f)`` (``f`` the
+model's downsampling factor). ``forward()`` replaces every latent by its nearest
+codebook entry, keeping ``z``'s gradient (straight-through), decodes, and maps the
+decoder's ``[-1, 1]`` to ``[0, 1]`` with a clamp that still passes gradients pointing
+back into range. After each step :meth:`constrain_` clamps ``z`` per channel to the
+codebook's range, so latents never wander where no code lives.
+
+Weights are a registry entry (``model``, see :mod:`clipgen.weights`) or a local
+``config`` yaml + ``checkpoint`` ckpt pair. A run never downloads: a missing entry is a
+:class:`MissingWeightsError` naming ``clipgen models download NAME``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipgen import weights
+from clipgen.weights import builtin
+from clipgen.errors import MissingWeightsError, SettingsError
+from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.generators.vqgan.taming import load_weights, nearest_codes, read_config
+from clipgen.config.typed import option
+
+DEFAULT_MODEL = "imagenet-f16-16384"
+
+
+@dataclass(frozen=True)
+class VQGANOptions:
+    model: str = option(DEFAULT_MODEL, help="Registered VQGAN (see: clipgen models list), or the built-in toy",
+                        choices=weights.names("vqgan") + builtin.names("vqgan"))
+    config: str | None = option(None, help="Local taming model.yaml (with checkpoint; overrides model)")
+    checkpoint: str | None = option(None, help="Local taming .ckpt (with config; overrides model)")
+    checkpointing: bool = option(False, help="Recompute decoder activations in backward: less memory, "
+                                             "~30% slower; for sizes that do not fit otherwise")
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """Clamp forward; backward lets through only gradients that point back into range.
+
+    A plain clamp zeroes the gradient of every saturated pixel, so a pixel stuck at 0
+    could never be told to brighten; passing everything would keep pushing it further
+    out. This passes a gradient exactly when following it moves the value inwards.
+    """
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.lo, ctx.hi = lo, hi
+        ctx.save_for_backward(x)
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        outside = x - x.clamp(ctx.lo, ctx.hi)
+        # Descent moves x by -grad: keep grad where that does not push x further out.
+        return grad * (grad * outside >= 0), None, None
+
+
+def clamp_with_grad(x: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    return _StraightThroughClamp.apply(x, lo, hi)
+
+
+def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Nearest codebook entry per position of ``z`` (B, C, h, w); gradient passes to ``z``."""
+    indices = nearest_codes(z, codebook)
+    z_q = F.embedding(indices, codebook).movedim(-1, 1)
+    # Written as z_q + (z - z) rather than z + (z_q - z): the forward value is then
+    # exactly the codebook entry (no rounding), the gradient still the identity.
+    return z_q.detach() + (z - z.detach())
+
+
+class VQGANGenerator(Generator):
+    """Latents on a taming VQGAN token grid, quantised and decoded every step."""
+
+    default_lr = 0.1
+    Options = VQGANOptions
+
+    def __init__(self, size: tuple[int, int], options: VQGANOptions, context: GeneratorContext):
+        super().__init__(size, options, context)
+        config_path, checkpoint_path, fix = _model_files(options, context)
+        config = read_config(config_path)
+        factor = config.downsampling
+        if self.width % factor or self.height % factor:
+            raise SettingsError(
+                f"vqgan needs a size that is a multiple of {factor} (this model downsamples "
+                f"{factor}x); got {self.width}x{self.height}, try {_round(self.width, factor)}x"
+                f"{_round(self.height, factor)}"
+            )
+        self.vqgan = load_weights(config, checkpoint_path, context.device, fix)
+        # Channels-last is the layout of the fast bf16 conv kernels (oneDNN with AMX, cuDNN);
+        # for fp32 on the CPU it was slower here (AVX2: 52 vs 75 GFLOP/s forward).
+        channels_last = context.device.type == "cuda" or context.dtype != torch.float32
+        self.vqgan.set_compute(context.dtype, channels_last=channels_last)
+        self.vqgan.checkpointing = options.checkpointing
+        codebook = self.vqgan.codebook
+        # Per-channel range of the codebook, shaped to broadcast over (1, C, h, w).
+        self.register_buffer("z_min", codebook.min(dim=0).values.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("z_max", codebook.max(dim=0).values.view(1, -1, 1, 1), persistent=False)
+        self.tokens_hw = (self.height // factor, self.width // factor)
+        # Random codebook entries, as VQGAN-CLIP starts. Drawn on the CPU so a seed gives
+        # the same start on every device.
+        tokens = torch.randint(config.n_embed, (1, *self.tokens_hw)).to(codebook.device)
+        self.z = nn.Parameter(self._embed(tokens))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.vqgan.codebook
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token indices ``(1, h, w)`` -> latents ``(1, C, h, w)``."""
+        return F.embedding(tokens, self.codebook).movedim(-1, 1).contiguous()
+
+    def forward(self) -> torch.Tensor:
+        z_q = vector_quantize(self.z, self.codebook)
+        return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2), 0.0, 1.0)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        return [{"params": [self.z], "lr": lr}]
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        """Start from the tokens the VQGAN's encoder gives ``image`` (1, 3, H, W) in [0, 1]."""
+        image = image.to(self.z.device, self.z.dtype)
+        if image.shape[-2:] != (self.height, self.width):
+            image = F.interpolate(image, size=(self.height, self.width), mode="bilinear",
+                                  align_corners=False, antialias=True)
+        tokens = self.vqgan.encode_tokens(image.mul(2).sub(1))
+        self.z.copy_(self._embed(tokens[:1]))
+
+    @torch.no_grad()
+    def tokens(self) -> torch.Tensor:
+        """The current token grid ``(h, w)`` (what the image is made of)."""
+        return nearest_codes(self.z, self.codebook)[0]
+
+
+def _round(value: int, factor: int) -> int:
+    return max(factor, round(value / factor) * factor)
+
+
+def _model_files(options: VQGANOptions, context: GeneratorContext) -> tuple[Path, Path, str]:
+    """(config, checkpoint, how-to-fix) for a local pair or a registry entry."""
+    if options.config or options.checkpoint:
+        if not (options.config and options.checkpoint):
+            given, other = ("config", "checkpoint") if options.config else ("checkpoint", "config")
+            raise SettingsError(
+                f"vqgan.{given} needs vqgan.{other} too (--vqgan-config and --vqgan-checkpoint go together)"
+            )
+        paths = [Path(options.config).expanduser(), Path(options.checkpoint).expanduser()]
+        for path, what in zip(paths, ("config", "checkpoint")):
+            if not path.is_file():
+                raise MissingWeightsError(f"VQGAN {what} {path} does not exist; check --vqgan-{what}")
+        return paths[0], paths[1], "check --vqgan-config and --vqgan-checkpoint"
+    shipped = builtin.get("vqgan", options.model)
+    if shipped is not None:
+        folder = builtin.verified_folder(shipped)
+        return folder / weights.VQGAN_CONFIG, folder / weights.VQGAN_CHECKPOINT, "reinstall clipgen"
+    entry = weights.get_entry(options.model, kind="vqgan")
+    # Never downloads from inside a run; offline or not, a missing model names the command.
+    files = weights.ensure(entry, offline=context.offline, download_missing=False)
+    fix = f"fetch it again with: clipgen models download {entry.name}"
+    return files[weights.VQGAN_CONFIG], files[weights.VQGAN_CHECKPOINT], fix

@@ -1,0 +1,1 @@
+"""What CLIP makes of an image: prompts, the CLIP ensemble, cutouts, losses and the objective."""

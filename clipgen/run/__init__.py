@@ -1,0 +1,1 @@
+"""A run, top-down: inputs, session, the optimisation loop, checkpoints, candidates and batches."""

@@ -1,0 +1,1 @@
+"""Registry entries of downloadable checkpoints, one module per model family."""
