@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class ClipgenError(Exception):
     """A problem the user can fix. ``str(err)`` names the problem and the fix in one line."""
@@ -49,8 +51,6 @@ class MissingDependencyError(ClipgenError):
 
 def did_you_mean(name: str, choices) -> str:
     """A hint listing the valid choices, closest first when there are many."""
-    import difflib
-
     choices = sorted(choices)
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     if len(choices) <= 40:
@@ -59,3 +59,16 @@ def did_you_mean(name: str, choices) -> str:
     shown = ", ".join(choices[:12])
     prefix = f"did you mean {', '.join(map(repr, close))}? " if close else ""
     return f"{prefix}valid include: {shown}, … ({len(choices)} in all)"
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``str(exc)`` (the type name when it says nothing), cut to ``limit``.
+
+    For quoting a library's exception inside one of ours: tracebacks and multi-line
+    reports from torch, yaml or urllib would break the one-line rule of every message.
+    """
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0].rstrip()
+    return first if len(first) <= limit else first[: max(limit - 3, 0)] + "..."

@@ -138,17 +138,13 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(width: int, height: int, cutn: int, device: torch.device,
-               clip_sizes: tuple[int, ...] = (224,), image_factor: float = DEFAULT_IMAGE_FACTOR,
-               cut_batch: int = 0, dtype: torch.dtype = torch.float32) -> int:
-    """Raise SettingsError with the estimate when the run would not fit; returns the estimate."""
-    need = estimate_bytes(width, height, cutn, clip_sizes, image_factor, cut_batch, dtype)
+def check_fits(width: int, height: int, cutn: int, device: torch.device, need: int) -> None:
+    """Raise SettingsError naming the knobs when a run estimated at ``need`` bytes would not fit."""
     have = available_bytes(device)
     if have is not None and need > have:
         raise SettingsError(
             f"size {width}x{height} with {cutn} cutouts needs about {gib(need)} (estimate) but "
             f"{device.type} has {gib(have)} available; use a smaller --size, --cut-batch or --cutn")
-    return need
 
 
 def peak_rss_mb() -> float:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
 from clipgen.errors import InputFileError
 
 
 def load_image(path: str, what: str):
     """Open ``path`` as an RGB PIL image, or raise InputFileError naming ``what`` it was for."""
-    from PIL import Image, UnidentifiedImageError
-
     file = Path(path).expanduser()
     if not file.exists():
         raise InputFileError(f"{what} {path} does not exist; check the path")
@@ -27,11 +29,19 @@ def load_image(path: str, what: str):
 
 def resize_to(image, size: tuple[int, int]):
     """Resize a PIL image to ``(width, height)`` (Lanczos) -> ``(1, 3, H, W)`` tensor in [0, 1]."""
-    from PIL import Image
-
-    from clipgen.guidance.perceptor import pil_to_tensor
-
     return pil_to_tensor(image.resize(size, Image.LANCZOS)).unsqueeze(0)
+
+
+def pil_to_tensor(image) -> torch.Tensor:
+    """An RGB PIL image -> ``(3, H, W)`` float tensor in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def mask_to_tensor(image, size: tuple[int, int]) -> torch.Tensor:
+    """A ``(1, 1, H, W)`` mask in [0, 1] from an image: white = editable, black = kept."""
+    grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
+    return torch.from_numpy(grey).view(1, 1, size[1], size[0])
 
 
 def read_text_file(path: str | Path, what: str) -> str:

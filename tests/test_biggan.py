@@ -137,7 +137,7 @@ def test_weights_are_never_unpickled_freely(tmp_path, tiny_biggan):
 
 def test_missing_files_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError, match="has no config.json.*biggan.model_dir"):
-        make(tmp_path)
+        BigGANOptions(model_dir=str(tmp_path))  # when the options are built, before any loading
     monkeypatch.setenv("CLIPGEN_HOME", str(tmp_path))
     with pytest.raises(MissingWeightsError) as excinfo:
         BigGANGenerator((128, 128), BigGANOptions(model="biggan-deep-128"), CPU)
@@ -211,10 +211,14 @@ def test_hopeless_class_and_bad_index():
 
 def test_class_options_are_checked_before_loading(tmp_path):
     with pytest.raises(SettingsError, match="fix_class needs biggan.class_name"):
-        BigGANGenerator.check_size(64, 64, BigGANOptions(fix_class=True))
+        BigGANOptions(fix_class=True)
     with pytest.raises(SettingsError, match="did you mean"):
-        BigGANGenerator.check_size(64, 64, BigGANOptions(class_name="golden retrievr dog"))
-    BigGANGenerator.check_size(64, 64, BigGANOptions(class_name="golden retriever"))
+        BigGANOptions(class_name="golden retrievr dog")
+    BigGANOptions(class_name="golden retriever", fix_class=True)
+    from clipgen.config.settings import resolve_run_settings
+
+    with pytest.raises(SettingsError, match="fix_class needs biggan.class_name"):
+        resolve_run_settings(flags={"generator": "biggan"}, assignments=["biggan.fix_class=true"])
 
 
 # --------------------------------------------------------------------------- parameterisation
@@ -266,14 +270,14 @@ def test_seed_gives_the_same_start(tiny_biggan):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
 def test_truncation_and_class_vector_stay_in_range(tiny_biggan, activation):
-    """Push hard on everything for a few steps: constrain_ keeps z and the logits in range."""
+    """Push hard on everything for a few steps: after_step keeps z and the logits in range."""
     gen = make(tiny_biggan, truncation=0.4, class_activation=activation)
     optimizer = torch.optim.Adam(gen.param_groups(5.0))
-    for _ in range(4):
+    for step in range(1, 5):
         optimizer.zero_grad()
         (-(gen.z.abs().sum() + gen.class_logits.abs().sum()) - gen().mean()).backward()
         optimizer.step()
-        gen.constrain_()
+        gen.after_step(step)
     assert gen.z.abs().max() <= 0.8 + 1e-6 and torch.isclose(gen.z.abs().max(), torch.tensor(0.8))
     assert gen.class_logits.abs().max() <= LOGIT_BOUND
     classes = gen.class_vector()

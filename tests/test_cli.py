@@ -244,3 +244,163 @@ def test_vqgan_weights_missing_offline_names_the_download_command(run_cli, tiny_
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "clipgen models download imagenet-f16-16384" in err
     assert not (tmp_path / "o").exists()
+
+
+# --- The command line reads its flags from the Settings schema -------------------------------
+
+# Every flag of `generate` as users know it, by help panel ("/" joins a flag's other spellings).
+# The schema-built command must keep them all, and new generator options get no flag of their
+# own (they reach users through --set GENERATOR.KEY=VALUE and presets).
+GENERATE_FLAGS = {
+    "Generator": "--generator/-g --size --init-image --init-weight --mask --vqgan --vqgan-config "
+                 "--vqgan-checkpoint --biggan --biggan-dir --biggan-class --truncation --trust-checkpoint",
+    "Guidance (CLIP)": "--clip --image-prompt --cutn --cut-pow --augment --tv-weight --candidates --keep --rank-clip",
+    "Optimisation": "--steps --lr --optimizer --seed --device --precision --cut-batch --compile",
+    "Animation": "--story --story-blend --zoom --pan --rotate",
+    "Output": "--out --save-every --checkpoint-every --video/--no-video --gif/--no-gif --fps --quiet/-q --json",
+    "Settings": "--prompt-file --dry-run --preset --set --offline/--online",
+}
+
+
+def _click_command(name: str):
+    import typer.main
+
+    from clipgen.cli.app import app
+
+    return typer.main.get_command(app).commands[name]
+
+
+def test_generate_keeps_every_flag_name_short_flag_and_panel():
+    panels: dict[str, set[str]] = {}
+    for param in _click_command("generate").params:
+        if param.param_type_name == "option":
+            spelled = "/".join([*param.opts, *param.secondary_opts])
+            panels.setdefault(param.rich_help_panel, set()).add(spelled)
+    assert panels == {panel: set(flags.split()) for panel, flags in GENERATE_FLAGS.items()}
+
+
+def test_generate_flag_help_and_ranges_come_from_the_settings_fields():
+    import dataclasses
+
+    from clipgen.cli.generate import SETTING_FLAGS
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    params = {p.name: p for p in _click_command("generate").params}
+    for name in (n for names in SETTING_FLAGS.values() for n in names):
+        own = fields[name].metadata["help"].rstrip(".")
+        assert own and params[name].help.startswith(own.rstrip(")")), name
+        assert params[name].default is None  # not given: the preset or the Settings default applies
+    assert "(1 to 4,096)" in params["cutn"].help
+    assert "one of adam, adamw, sgd" in params["optimizer"].help
+    assert "one of auto, fp32, bf16, fp16" in params["precision"].help
+    assert "repeatable" in params["clip"].help
+
+
+def test_generate_help_names_every_registered_generator(run_cli):
+    from clipgen.generators import generator_names
+
+    code, out, _ = run_cli(["generate", "--help"])
+    assert code == 0
+    helptext = " ".join(out.replace("│", " ").split())  # as read, the panels' borders and wrapping aside
+    assert all(f"{name}," in helptext or f"{name})" in helptext for name in generator_names())
+    assert "clipgen generators" in helptext
+
+
+def test_root_help_imports_no_torch():
+    """`clipgen --help` builds every command, generate's schema-read flags included."""
+    code = ("import sys\nfrom clipgen.cli.app import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nsys.stderr.write(str('torch' in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Usage" in result.stdout and result.stderr.strip().splitlines()[-1] == "False", result.stderr
+
+
+def test_generators_command_lists_each_generator_and_its_options(run_cli):
+    import dataclasses
+
+    from clipgen.generators import generator_names, get_generator_class
+
+    code, out, err = run_cli(["generators"])
+    assert code == 0, err
+    for name in generator_names():
+        assert f"\n{name}: " in f"\n{out}"
+        for field in dataclasses.fields(get_generator_class(name).Options):
+            assert field.name in out
+    vqgan = out[out.index("\nvqgan: "):]
+    assert "model" in vqgan and "checkpointing" in vqgan and "imagenet-f16-16384" in vqgan
+    assert "--set GENERATOR.KEY=VALUE" in " ".join(out.split())
+
+
+def test_shortcut_flags_land_in_their_generator_section(run_cli, monkeypatch):
+    import clipgen.cli.generate as generate_module
+
+    seen = []
+    monkeypatch.setattr(generate_module, "_dry_run", seen.append)
+    args = ["generate", "x", "-g", "biggan", "--biggan-class", "golden retriever", "--truncation", "0.5",
+            "--image-prompt", "a.png", "--image-prompt", "b.png:2", "--augment", "flip,noise", "--dry-run"]
+    code, _, err = run_cli(args)
+    assert code == 0, err
+    settings = seen[0]
+    assert settings.options.class_name == "golden retriever" and settings.options.truncation == 0.5
+    assert settings.image_prompts == ("a.png", "b.png:2") and settings.augment == ("flip", "noise")
+    code, _, err = run_cli(["generate", "x", "-g", "dvae", "--trust-checkpoint", "--dry-run"])
+    assert code == 0, err
+    assert seen[1].options.trust_checkpoint is True
+    code, _, err = run_cli(["generate", "x", "-g", "dvae", "--set", "dvae.trust_checkpoint=true", "--dry-run"])
+    assert code == 0, err
+    assert seen[2].options.trust_checkpoint is True  # the flag left out does not override --set or presets
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_one_line_errors_before_any_model_loads(run_cli, tmp_path, monkeypatch, value):
+    import clipgen.guidance.perceptor
+    import clipgen.run.session
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded for settings that cannot run")
+
+    monkeypatch.setattr(clipgen.guidance.perceptor, "load_perceptor", never)
+    monkeypatch.setattr(clipgen.run.session, "load_perceptor", never, raising=False)
+    code, _, err = run_cli(["generate", "a cat", "--lr", value, "--out", tmp_path / "out", "-q"])
+    assert code == 2 and "Traceback" not in err and "AssertionError" not in err
+    assert err.strip().splitlines() == [
+        f"clipgen: error: lr (from command line): {value} is not a finite number; give a number such as 0.1"]
+    assert not (tmp_path / "out").exists()
+    code, _, err = run_cli(["generate", "a cat", "--set", f"zoom={value}", "--out", tmp_path / "out", "-q"])
+    assert code == 2 and err.strip().splitlines() == [
+        f"clipgen: error: zoom (from --set): {value} is not a finite number; give a number such as 1.0"]
+
+
+def test_score_reads_the_one_offline_rule(run_cli, tmp_path, monkeypatch):
+    import clipgen.guidance.perceptor
+    from clipgen.errors import ModelError
+
+    told = []
+
+    def load(specs, device, offline=False, **kwargs):
+        told.append(offline)
+        raise ModelError("stop here")
+
+    monkeypatch.setattr(clipgen.guidance.perceptor, "load_perceptor", load)
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (8, 8)).save(picture)
+    for name in ("CLIPGEN_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    assert run_cli(["score", picture, "-p", "x"])[0] == 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run_cli(["score", picture, "-p", "x"])[0] == 2
+    assert run_cli(["classify", picture, "--labels", "a,b"])[0] == 2
+    assert told == [False, True, True]
+
+
+def test_toy_training_reports_through_the_shared_progress_bar(capsys):
+    from clipgen.cli.toy import _train
+
+    def train(on_step):
+        for step in (1, 2, 3):
+            on_step(step, 0.5 / step)
+        return {"steps": 3}
+
+    _train("train-test", 3, train)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"steps": 3}
+    assert "train-test" in captured.err and "3/3" in captured.err

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+import clipgen
 from clipgen.errors import SettingsError
 from clipgen.generators import get_generator_class
 from clipgen.generators.base import GeneratorContext, VectorGraphic
 from clipgen.generators.clipdraw.generator import ClipDrawGenerator, ClipDrawOptions, random_blobs, random_strokes
+from clipgen.generators.masked import mask_generator
+from clipgen.generators.pixels import PixelGenerator, PixelOptions
 from clipgen.config.settings import resolve_run_settings
 
 CPU = GeneratorContext(device=torch.device("cpu"))
@@ -74,7 +78,7 @@ def test_learnt_background_gets_gradient_and_the_colour_rate():
     assert generator.background.grad is not None and generator.background.grad.abs().sum() > 0
     with torch.no_grad():
         generator.background.fill_(1.7)
-    generator.constrain_()
+    generator.after_step(1)
     assert generator.background.tolist() == [1.0, 1.0, 1.0]
     svg = ET.fromstring(generator.to_svg())
     assert svg.find(f"{SVG}rect").get("fill").lower() == "#ffffff"
@@ -105,13 +109,13 @@ def test_fixed_opacity_is_not_learnt():
     assert torch.equal(generator.colors()[:, 3], torch.ones(12))
 
 
-def test_constrain_clamps_widths_and_colours():
+def test_after_step_clamps_widths_and_colours():
     generator = make(min_width=2.0, max_width=5.0)
     with torch.no_grad():
         generator.widths[:3] = torch.tensor([0.5, 3.0, 9.0])
         generator.rgb[0] = torch.tensor([-1.0, 0.5, 2.0])
         generator.alpha[0] = 1.5
-    generator.constrain_()
+    generator.after_step(1)
     assert generator.widths[:3].tolist() == [2.0, 3.0, 5.0]
     assert generator.rgb[0].tolist() == [0.0, 0.5, 1.0] and generator.alpha[0].item() == 1.0
     assert (generator.widths >= 2.0).all()  # the initial width obeys min_width too
@@ -125,7 +129,7 @@ def test_an_optimiser_step_moves_every_parameter_kind():
     loss = (generator() - target).square().mean()
     loss.backward()
     optimizer.step()
-    generator.constrain_()
+    generator.after_step(1)
     for old, new in zip(before, generator.parameters()):
         assert not torch.equal(old, new)
 
@@ -188,6 +192,27 @@ def test_generate_end_to_end(tiny_clip, tmp_path):
     root = ET.parse(svg).getroot()
     assert root.tag == f"{SVG}svg" and len(root.findall(f"{SVG}path")) == 16
     assert Path(result.paths["image"]).is_file() and len(result.paths["frames"]) >= 4
+
+
+def test_masked_clipdraw_still_writes_its_svg(tiny_clip, tmp_path):
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "init.png")
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    mask.save(tmp_path / "mask.png")
+    result = clipgen.generate(
+        "a red apple", generator="clipdraw", clip=[tiny_clip], size=(32, 32), steps=2, cutn=2, seed=0,
+        out=str(tmp_path / "out"), save_every=0, clipdraw={"strokes": 5},
+        init_image=str(tmp_path / "init.png"), mask=str(tmp_path / "mask.png"),
+    )
+    root = ET.parse(result.paths["svg"]).getroot()
+    assert root.tag == f"{SVG}svg" and len(root.findall(f"{SVG}path")) == 5
+
+
+def test_a_masked_generator_has_only_the_capabilities_of_the_one_inside():
+    init, mask = torch.zeros(1, 3, 32, 48), torch.ones(1, 1, 32, 48)
+    assert isinstance(mask_generator(make(), init, mask), VectorGraphic)
+    pixels = PixelGenerator((48, 32), PixelOptions(), CPU)
+    assert not isinstance(mask_generator(pixels, init, mask), VectorGraphic)
 
 
 def test_cli_writes_png_and_svg(run_cli, tiny_clip, tmp_path):

@@ -16,11 +16,15 @@ pytest.importorskip("dall_e", reason="needs the dvae extra")
 from dall_e import Decoder, Encoder  # noqa: E402
 
 import clipgen  # noqa: E402
+import clipgen.generators.dvae.generator as dvae_module  # noqa: E402
+from clipgen.config.settings import resolve_run_settings  # noqa: E402
 from clipgen.generators.dvae.loader import PartSource, convert_pickle, load_converted, load_part  # noqa: E402
 from clipgen.generators.dvae.pickle_gate import PickleSource, unpickle_module  # noqa: E402
 from clipgen.errors import MissingDependencyError, MissingWeightsError, ModelError, SettingsError  # noqa: E402
 from clipgen.generators import get_generator_class  # noqa: E402
 from clipgen.generators.base import EncodesImages, GeneratorContext  # noqa: E402
+from clipgen.run.loop import PlainLoss, optimize  # noqa: E402
+from clipgen.run.state import trainable_state  # noqa: E402
 from clipgen.generators.dvae.generator import (  # noqa: E402
     DVAEGenerator,
     DVAEOptions,
@@ -77,12 +81,14 @@ def test_gradients_reach_the_logits(tiny_dvae, hard):
     assert gen.logits.grad is not None and gen.logits.grad.abs().sum() > 0
 
 
-def test_size_must_be_a_multiple_of_8():
+def test_size_must_be_a_multiple_of_8(tiny_dvae, monkeypatch, tmp_path):
     cls = get_generator_class("dvae")
     assert cls is DVAEGenerator
-    cls.check_size(64, 24, DVAEOptions())
+    assert cls((64, 24), options(tiny_dvae), CPU)().shape == (1, 3, 24, 64)
+    # Checked before any weights: the default registry entry is not downloaded here.
+    monkeypatch.setenv("CLIPGEN_HOME", str(tmp_path))
     with pytest.raises(SettingsError, match="multiple of 8.*try 40x32") as exc:
-        cls.check_size(38, 32, DVAEOptions())
+        cls((38, 32), DVAEOptions(), CPU)
     one_line(exc)
 
 
@@ -158,6 +164,13 @@ def test_bad_pin_is_a_settings_error():
         clipgen.config.settings.resolve_run_settings(flags={"generator": "dvae", "dvae": {"decoder_sha256": "abc"}})
 
 
+@pytest.mark.parametrize("part", ["decoder", "encoder"])
+def test_missing_local_file_fails_when_the_options_are_built(tmp_path, part):
+    with pytest.raises(MissingWeightsError, match=f"dVAE {part} .*nope.pkl does not exist; check dvae.{part}") as exc:
+        resolve_run_settings(flags={"generator": "dvae", "dvae": {part: str(tmp_path / "nope.pkl")}})
+    one_line(exc)
+
+
 # --------------------------------------------------------------------------- conversion
 
 
@@ -207,12 +220,12 @@ def test_cli_convert_then_runs_never_unpickle(cached_entry, run_cli):
 def test_digest_recorded_by_download_pins_the_file(cached_entry):
     from clipgen import weights
     from clipgen.generators.dvae.loader import convert_entry
-    from clipgen.weights.cache import _write_record
+    from clipgen.weights.records import write_record
 
     entry = weights.get_entry("dalle-dvae")
     for spec in entry.files:  # as clipgen's download records what it fetched
         path = cached_entry / spec.filename
-        _write_record(path, sha256(path), source=spec.urls[0], published=False)
+        write_record(path, sha256(path), source=spec.urls[0], published=False)
     DVAEGenerator((32, 32), DVAEOptions(), CPU)  # no trust needed
     with open(cached_entry / "decoder.pkl", "ab") as fh:
         fh.write(b"tampered")
@@ -236,15 +249,51 @@ def test_temperature_schedules():
     assert temperature_at(50, 1.0, 0.25, 10, "exponential") == pytest.approx(0.25)
 
 
-def test_step_counter_drives_the_temperature(tiny_dvae):
+def test_the_finished_step_drives_the_temperature(tiny_dvae):
     gen = DVAEGenerator((32, 32), options(tiny_dvae, temperature=2.0, temperature_end=1.0,
                                           schedule="linear", anneal_steps=4), CPU)
-    seen = []
-    for _ in range(5):
+    seen = [gen.temperature]  # before any after_step: step 0
+    for step in range(1, 5):
+        gen.after_step(step)
         seen.append(gen.temperature)
-        gen.constrain_()
     assert seen == [2.0, 1.75, 1.5, 1.25, 1.0]
-    assert "step" in gen.state_dict() and int(gen.step) == 5
+    gen.after_step(1)  # a pure function of the step: told an earlier step, it goes back
+    assert gen.temperature == 1.75
+    # The step is the loop's, not state of the generator's own: nothing to save or restore.
+    assert set(trainable_state(gen)) == {"logits"} and "step" not in gen.state_dict()
+
+
+def _temperatures(monkeypatch, gen, steps: int, nan_at: int | None) -> list[float]:
+    """The temperature of every forward of ``optimize`` (the ``nan_at``-th objective call is NaN)."""
+    used, calls = [], []
+    real = dvae_module.relaxed_one_hot
+
+    def spy(logits, tau, hard, sample):
+        used.append(tau)
+        return real(logits, tau, hard, sample)
+
+    def objective(image):
+        calls.append(1)
+        loss = (image * torch.linspace(0, 1, image.numel()).view_as(image)).sum()
+        return loss * float("nan") if len(calls) == nan_at else loss
+
+    monkeypatch.setattr(dvae_module, "relaxed_one_hot", spy)
+    assert optimize(gen, PlainLoss(objective), torch.optim.Adam(gen.param_groups(0.1)), steps) == steps
+    monkeypatch.undo()
+    return used
+
+
+def test_temperature_after_a_nan_rewind_matches_an_uninterrupted_run(tiny_dvae, monkeypatch):
+    def make():
+        torch.manual_seed(0)
+        return DVAEGenerator((16, 16), options(tiny_dvae, temperature=2.0, temperature_end=0.5,
+                                               schedule="linear", anneal_steps=6), CPU)
+
+    plain = _temperatures(monkeypatch, make(), steps=6, nan_at=None)
+    assert plain == [temperature_at(s, 2.0, 0.5, 6, "linear") for s in range(6)]
+    rewound = _temperatures(monkeypatch, make(), steps=6, nan_at=3)
+    # Step 3 goes NaN and is redone from step 2: every later forward is at the plain run's temperature.
+    assert rewound == plain[:3] + plain[2:]
 
 
 def test_hard_mode_renders_its_tokens_and_obeys_the_blacklist(tiny_dvae):
@@ -261,6 +310,22 @@ def test_hard_mode_renders_its_tokens_and_obeys_the_blacklist(tiny_dvae):
     assert not torch.isin(codes.argmax(dim=1), torch.tensor([7, 9])).any()
     with pytest.raises(SettingsError, match="code 512 does not exist"):
         blacklist_bias((512,), 512)
+
+
+def test_the_encoder_is_loaded_once_for_every_init_from_image(tiny_dvae, monkeypatch):
+    loaded = []
+    real = dvae_module.load_part
+
+    def counting(source, expected, device):
+        loaded.append(expected)
+        return real(source, expected, device)
+
+    monkeypatch.setattr(dvae_module, "load_part", counting)
+    gen = DVAEGenerator((32, 32), options(tiny_dvae), CPU)
+    for seed in range(3):  # as --zoom does, once per saved frame
+        gen.init_from_image(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    assert loaded == ["Decoder", "Encoder"]
+    assert set(trainable_state(gen)) == {"logits"}  # the encoder is not saved with the run
 
 
 def test_init_from_image_uses_the_encoder_tokens(tiny_dvae):

@@ -7,7 +7,8 @@ import torch
 
 from clipgen.guidance.cutouts import Cutouts
 from clipgen.errors import SettingsError
-from clipgen.guidance.objective import Objective, StageTimer, encode_targets
+from clipgen.bench.timer import StageTimer
+from clipgen.guidance.objective import Objective, encode_targets
 from clipgen.guidance.perceptor import load_perceptor
 from clipgen.hardware import resolve_precision
 from clipgen.guidance.prompts import parse_prompts

@@ -17,7 +17,7 @@ import clipgen
 from clipgen.api import RunInterrupted, resume
 from clipgen.generators.base import GeneratorContext
 from clipgen.generators.pixels import PixelGenerator, PixelOptions
-from clipgen.run.loop import NumericalError, make_optimizer, optimize
+from clipgen.run.loop import NumericalError, PlainLoss, make_optimizer, optimize
 from clipgen.run.state import load_state
 
 FAST = dict(size=(32, 32), cutn=2, generator="pixels", seed=7, augment=["affine", "noise"])
@@ -122,7 +122,7 @@ def test_nan_step_is_recovered_with_a_warning(caplog):
         return loss * float("nan") if len(calls) == 3 else loss  # the third forward is poisoned
 
     with caplog.at_level(logging.WARNING, logger="clipgen"):
-        last = optimize(generator, objective, optimizer, steps=5)
+        last = optimize(generator, PlainLoss(objective), optimizer, steps=5)
     assert last == 5 and len(calls) == 6  # one retry
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
     assert sum("non-finite" in r.message for r in caplog.records) == 1
@@ -141,7 +141,7 @@ def test_deferred_checks_rewind_to_the_last_verified_step():
         loss = (image - 0.5).pow(2).mean()
         return loss * float("nan") if len(calls) == 6 else loss
 
-    last = optimize(generator, objective, optimizer, steps=10, check_every=4,
+    last = optimize(generator, PlainLoss(objective), optimizer, steps=10, check_every=4,
                     callbacks=[lambda state: seen.append(state.step)])
     assert last == 10
     # 5..7 were reported before the check at 8 failed; then 5..10 were redone from step 4
@@ -156,7 +156,7 @@ def test_persistent_nan_stops_with_a_clear_error():
     before = generator.logits.detach().clone()
     optimizer = make_optimizer("adam", generator.param_groups(0.1))
     with pytest.raises(NumericalError, match="smaller --lr"):
-        optimize(generator, lambda image: image.mean() * float("nan"), optimizer, steps=5)
+        optimize(generator, PlainLoss(lambda image: image.mean() * float("nan")), optimizer, steps=5)
     assert torch.equal(generator.logits, before)  # the last good state is what remains
 
 

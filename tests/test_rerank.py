@@ -7,6 +7,7 @@ from PIL import Image
 
 import clipgen
 from clipgen.guidance.perceptor import load_perceptor
+from clipgen.guidance.prompts import parse_prompts
 from clipgen.run.candidates import rank_scores
 
 
@@ -27,7 +28,7 @@ def test_kept_images_are_the_best_under_the_ranking_model(tiny_clip, other_clip,
     # recompute every candidate's score with the ranking model, independently
     ranker = load_perceptor((other_clip,), torch.device("cpu"))
     images = [Image.open(Path(c["run"]) / "a-red-apple-blurry-0-5.png") for c in record["candidates"]]
-    scores = rank_scores(ranker, images, "a red apple|blurry:-0.5")
+    scores = rank_scores(ranker, images, tuple(parse_prompts("a red apple|blurry:-0.5")))
     best = sorted(range(3), key=lambda i: -scores[i])[:2]
     assert [k["seed"] for k in record["kept"]] == [10 + i for i in best]
     assert record["kept"][0]["score"] == pytest.approx(scores[best[0]], abs=1e-5)

@@ -74,3 +74,53 @@ def test_settings_round_trip_through_dict():
                                     assignments=["pixels.init_std=0.5"])
     assert Settings.from_dict(settings.to_dict()) == settings
     assert dataclasses.replace(settings, seed=3).to_dict()["seed"] == 3
+
+
+@pytest.mark.parametrize("assignment, fragment", [
+    ("lr=nan", r"^lr \(from --set\): nan is not a finite number; give a number such as 0\.1$"),
+    ("lr=-inf", r"^lr \(from --set\): -inf is not a finite number"),
+    ("zoom=Infinity", r"^zoom \(from --set\): Infinity is not a finite number; give a number such as 1\.0$"),
+    ("pan=0,nan", r"^pan \(from --set\): nan is not a finite number"),
+    ("fourier.decay=inf", r"^fourier\.decay \(from --set\): inf is not a finite number; give a number such as 1\.0$"),
+    ("cut_pow=1e999", r"^cut_pow \(from --set\): 1e999 is not a finite number"),
+    ("steps=nan", r"^steps \(from --set\): expected a whole number, got 'nan'$"),
+])
+def test_non_finite_numbers_are_rejected_with_a_fix(assignment, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        resolve_run_settings(assignments=[assignment])
+
+
+def test_non_finite_values_from_presets_and_python_are_rejected(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("tv_weight = nan\n")  # TOML has nan and inf literals
+    with pytest.raises(SettingsError, match=r"tv_weight \(from preset .*p.toml\): nan is not a finite number"):
+        resolve_run_settings(preset=str(preset))
+    with pytest.raises(SettingsError, match=r"lr \(from command line\): inf is not a finite number"):
+        resolve_run_settings(flags={"lr": float("inf")})
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"steps": 1.5}, "expected a whole number, got 1.5"),
+    ({"steps": True}, "expected a whole number, got True"),
+    ({"cutn": " 7 "}, None),
+    ({"cut_pow": 2}, None),
+    ({"cut_pow": "x"}, "expected a number, got 'x'"),
+])
+def test_whole_numbers_and_numbers(values, fragment):
+    if fragment is None:
+        settings = resolve_run_settings(flags=values)
+        assert all(getattr(settings, k) == float(v) for k, v in values.items())
+    else:
+        with pytest.raises(SettingsError, match=fragment):
+            resolve_run_settings(flags=values)
+
+
+def test_describe_reads_help_choices_and_range():
+    from clipgen.config.typed import describe
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert describe(fields["cutn"]) == "Cutouts per step (1 to 4,096)."
+    assert describe(fields["seed"]) == "Random seed (default: drawn and recorded; at least 0)."
+    assert describe(fields["optimizer"]) == "Optimiser (one of adam, adamw, sgd)."
+    assert describe(fields["generator"], choices=["a", "b"], notes=("see x",)) == \
+        "What makes the image (see x; one of a, b)."

@@ -18,12 +18,8 @@ pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan ext
 from clipgen.weights.checkpoints import Opaque, load_checkpoint  # noqa: E402
 from clipgen.errors import MissingWeightsError, ModelError, SettingsError  # noqa: E402
 from clipgen.generators.base import EncodesImages, GeneratorContext  # noqa: E402
-from clipgen.generators.vqgan.generator import (  # noqa: E402
-    VQGANGenerator,
-    VQGANOptions,
-    clamp_with_grad,
-    vector_quantize,
-)
+from clipgen.generators.common import clamp_with_grad  # noqa: E402
+from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions, vector_quantize  # noqa: E402
 from clipgen.generators.vqgan.taming import TamingVQGAN, read_config  # noqa: E402
 from fixtures.checkpoints import write_tiny_vqgan  # noqa: E402
 
@@ -78,9 +74,14 @@ def test_non_square_sizes_that_are_multiples(tiny_vqgan):
 
 
 @pytest.mark.parametrize("size", [(63, 64), (64, 30)])
-def test_size_must_be_a_multiple_of_the_downsampling(tiny_vqgan, size):
+def test_size_must_be_a_multiple_of_the_downsampling(tiny_vqgan, tmp_path, size):
     with pytest.raises(SettingsError, match="multiple of 4"):
         make(tiny_vqgan, size=size)
+    # Checked from the yaml alone, before the weights are read: garbage weights are not reached.
+    junk = tmp_path / "last.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(SettingsError, match=r"multiple of 4.*try 64x"):
+        make((tiny_vqgan[0], junk), size=size)
 
 
 def _one_line_model_error(excinfo) -> str:
@@ -171,11 +172,15 @@ def test_blocked_modules_fail_loudly(tmp_path):
     _one_line_model_error(excinfo)
 
 
-def test_missing_local_files_and_half_pairs(tmp_path, tiny_vqgan):
-    with pytest.raises(MissingWeightsError, match="does not exist"):
-        make((tiny_vqgan[0], tmp_path / "nope.ckpt"))
+def test_missing_local_files_and_half_pairs_fail_when_the_options_are_built(tmp_path, tiny_vqgan):
+    with pytest.raises(MissingWeightsError, match="VQGAN checkpoint .*nope.ckpt does not exist; check --vqgan-checkpoint"):
+        VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tmp_path / "nope.ckpt"))
+    with pytest.raises(MissingWeightsError, match="VQGAN config .*nope.yaml does not exist; check --vqgan-config"):
+        VQGANOptions(config=str(tmp_path / "nope.yaml"), checkpoint=str(tiny_vqgan[1]))
     with pytest.raises(SettingsError, match="needs vqgan.checkpoint"):
-        VQGANGenerator((64, 64), VQGANOptions(config=str(tiny_vqgan[0])), CPU)
+        VQGANOptions(config=str(tiny_vqgan[0]))
+    with pytest.raises(SettingsError, match="needs vqgan.config"):
+        VQGANOptions(checkpoint=str(tiny_vqgan[1]))
 
 
 def test_registry_model_not_downloaded_names_the_command(tmp_path, monkeypatch):
@@ -225,11 +230,11 @@ def test_forward_is_decoded_codebook_and_grad_reaches_z(tiny_vqgan):
     assert torch.equal(gen.z.detach(), gen.codebook[tokens].movedim(-1, 0)[None])
 
 
-def test_constrain_clamps_per_channel_to_codebook_range(tiny_vqgan):
+def test_after_step_clamps_per_channel_to_codebook_range(tiny_vqgan):
     gen = make(tiny_vqgan)
     with torch.no_grad():
         gen.z.mul_(100)
-    gen.constrain_()
+    gen.after_step(1)
     lo, hi = gen.codebook.min(0).values, gen.codebook.max(0).values
     per_channel = gen.z.detach()[0].flatten(1)
     assert (per_channel.min(1).values >= lo).all() and (per_channel.max(1).values <= hi).all()
@@ -278,11 +283,11 @@ def _clip_similarity_run(tiny_clip: str, paths, steps: int = 8) -> tuple[float, 
     optimiser = torch.optim.Adam(gen.param_groups(0.1))
     with torch.no_grad():
         first = similarity(gen()).item()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         optimiser.zero_grad()
         (-similarity(gen())).backward()
         optimiser.step()
-        gen.constrain_()
+        gen.after_step(step)
     with torch.no_grad():
         return first, similarity(gen()).item()
 

@@ -4,13 +4,21 @@ the true architectures (nothing to download)."""
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from clipgen.bench import random_models
+from clipgen.bench.timer import StepClock
+from clipgen.config.settings import resolve_run_settings
 from clipgen.errors import SettingsError, did_you_mean
+from clipgen.hardware import peak_rss_mb, precision_name
+from clipgen.outputs.images import png_bytes, tensor_to_pil
+from clipgen.run.loop import StepState, optimize
+from clipgen.run.plan import plan_run
+from clipgen.run.session import build_session
+from clipgen.run.single import check_interval
 
 
 @dataclass(frozen=True)
@@ -43,77 +51,51 @@ STAGES = ("generator", "cutouts", "clip", "backward", "optimizer", "callbacks")
 
 
 def _write_weights(kind: str, folder: Path) -> dict:
-    from clipgen.bench import random_models as bench_models
-
-    return {"vqgan": bench_models.random_vqgan, "dvae": bench_models.random_dvae,
-            "biggan": bench_models.random_biggan}[kind](folder)
+    return {"vqgan": random_models.random_vqgan, "dvae": random_models.random_dvae,
+            "biggan": random_models.random_biggan}[kind](folder)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _encode_frame(state: StepState) -> None:
+    """What the frame writer does on a save step, less the disk write."""
+    png_bytes(tensor_to_pil(state.image()))
 
 
 def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", clip: str | None = None,
               size: int | None = None, cutn: int | None = None, precision: str = "auto",
               cut_batch: int | None = None, checkpointing: bool = False, compile: str = "auto") -> dict:
-    """Time ``steps`` optimisation steps (after ``warmup``) stage by stage, through the
-    same ``loss_and_backward`` a run uses."""
-    from clipgen.api import peak_rss_mb
-    from clipgen.guidance.objective import StageTimer
-    from clipgen.outputs.images import png_bytes, tensor_to_pil
-    from clipgen.hardware import precision_name
-    from clipgen.run.session import build_session
-    from clipgen.config.settings import resolve_run_settings
-
+    """Time ``steps`` optimisation steps (after ``warmup``) stage by stage: the steps of
+    :func:`clipgen.run.loop.optimize`, the loop a run takes, timed through its callbacks."""
     if name not in CASES:
         raise SettingsError(f"unknown bench preset {name!r}; {did_you_mean(name, CASES)}")
     case = CASES[name]
     with tempfile.TemporaryDirectory() as tmp:
-        options = dict(case.options)
-        if case.weights:
-            options.update(_write_weights(case.weights, Path(tmp) / "weights"))
-        if checkpointing:
-            options["checkpointing"] = True
+        options = dict(case.options, **({"checkpointing": True} if checkpointing else {}))
         flags = {
             "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
             "clip": [clip or case.clip], "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
             "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
-            "precision": precision, "compile": compile, case.generator: options,
+            "precision": precision, "compile": compile, "cut_batch": cut_batch, case.generator: options,
         }
-        if cut_batch is not None:
-            flags["cut_batch"] = cut_batch
+        resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
+        if case.weights:
+            options.update(_write_weights(case.weights, Path(tmp) / "weights"))
         settings = resolve_run_settings(flags=flags)
-        session = build_session(settings)
+        session = build_session(plan_run(settings))
         dev = session.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        generator, objective, optimizer = session.generator, session.objective, session.optimizer
-        timer = StageTimer(dev)
-        started = time.perf_counter()
-        for step in range(warmup + steps):
-            if step == warmup:
-                _sync(dev)
-                timer.totals = {}
-                started = time.perf_counter()
-            timer.restart()
-            optimizer.zero_grad(set_to_none=True)
-            image = generator()
-            objective.loss_and_backward(image, timer)
-            optimizer.step()
-            generator.constrain_()
-            timer.mark("optimizer")
-            png_bytes(tensor_to_pil(image.detach()))  # what the frame writer does on a save step
-            timer.mark("callbacks")
-        _sync(dev)
-        elapsed = time.perf_counter() - started
+        clock = StepClock(dev, warmup)
+        optimize(session.generator, clock.objective(session.objective), session.optimizer, warmup + steps,
+                 callbacks=[clock.after_update, _encode_frame, clock.after_callbacks],
+                 check_every=check_interval(dev, settings.save_every, 0))
+        elapsed = clock.timer.elapsed()
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
+    timed = max(clock.steps, 1)
     return {
         "preset": name, "description": case.description, "device": str(dev),
         "precision": precision_name(session.perceptor.dtype), "cutn": settings.cutn,
         "cut_batch": settings.cut_batch, "size": settings.width,
-        "threads": torch.get_num_threads(), "steps": steps, "steps_per_second": steps / elapsed,
-        "seconds_per_step": elapsed / steps,
-        "stages": {stage: timer.totals.get(stage, 0.0) / steps for stage in STAGES},
+        "threads": torch.get_num_threads(), "steps": steps, "steps_per_second": timed / elapsed,
+        "seconds_per_step": elapsed / timed, "stages": clock.per_step(STAGES),
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
     }

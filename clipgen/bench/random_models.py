@@ -8,6 +8,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from clipgen.generators.dvae.loader import convert_pickle
+from clipgen.generators.dvae.pickle_gate import PickleSource
+from clipgen.generators.vqgan.taming import TamingVQGAN, read_config
+
 # ImageNet f16-16384 model.yaml as CompVis publish it (the loss section is ignored by clipgen).
 IMAGENET_16384 = {
     "model": {
@@ -30,8 +34,6 @@ def random_vqgan(folder: Path) -> dict:
     """model.yaml + last.ckpt of ImageNet f16-16384 with random weights -> ``vqgan`` options."""
     import yaml
 
-    from clipgen.generators.vqgan.taming import TamingVQGAN, read_config
-
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "model.yaml"
     config.write_text(yaml.safe_dump(IMAGENET_16384))
@@ -43,9 +45,6 @@ def random_vqgan(folder: Path) -> dict:
 def random_dvae(folder: Path) -> dict:
     """The published decoder architecture (dall_e defaults), random weights, converted -> ``dvae`` options."""
     from dall_e import Decoder
-
-    from clipgen.generators.dvae.loader import convert_pickle
-    from clipgen.generators.dvae.pickle_gate import PickleSource
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(Decoder(), folder / "decoder.pkl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -44,7 +45,6 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
-
 
 
 def _version(value: bool) -> None:
@@ -94,6 +94,47 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml 
             console.print(f"{key} = {json.dumps(value)}")
 
 
+@app.command("generators")
+def generators_list() -> None:
+    """Every generator: what it makes and the options it takes (--set GENERATOR.KEY=VALUE)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from clipgen.config.typed import describe
+    from clipgen.generators.registry import generator_names, get_generator_class
+
+    console = _stdout()
+    for name in generator_names():
+        cls = get_generator_class(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[:1]
+        console.print(Text.assemble((name, "bold"), ": " if summary else "", *summary))
+        table = Table("option", "type", "default", "help", box=None, padding=(0, 1, 0, 2))
+        for field in dataclasses.fields(cls.Options):
+            # Text cells: a type such as tuple[int, ...] is not rich markup.
+            table.add_row(*map(Text, (field.name, _type_name(field.type), _default_text(field), describe(field))))
+        console.print(table if table.row_count else "  no options")
+        console.print()
+    console.print("Set an option with --set GENERATOR.KEY=VALUE (e.g. --set vqgan.checkpointing=true) "
+                  "or in a preset's [GENERATOR] table.", markup=False)
+
+
+def _type_name(tp) -> str:
+    # Option classes use postponed annotations, so this is usually the source text already.
+    return tp if isinstance(tp, str) else getattr(tp, "__name__", str(tp))
+
+
+def _default_text(field) -> str:
+    """A default as --set would spell it."""
+    value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or '""'
+    return str(value)
+
+
 def _setup_logging() -> None:
     from rich.logging import RichHandler
 
@@ -106,6 +147,8 @@ def _setup_logging() -> None:
     # Third-party libraries (huggingface_hub retries, open_clip) log at WARNING through the
     # root logger; their failures reach the user as our own one-line errors instead.
     logging.getLogger().setLevel(logging.ERROR + 10)
+    # huggingface_hub has a handler of its own, which the root level does not silence.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR + 10)
 
 
 # Recent typer vendors its own click; older ones use click itself. Catch both.
@@ -125,12 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     except _ABORT:
         sys.exit(130)
     except _USAGE as exc:
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        sys.stderr.write(f"clipgen: error: {message}\n")
-        sys.exit(2)
+        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), 2)
     except ClipgenError as exc:
-        sys.stderr.write(f"clipgen: error: {exc}\n")
-        sys.exit(getattr(exc, "exit_code", 2))
+        _fail(str(exc), getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(returned if isinstance(returned, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    """The CLI's one error exit. Plain stderr, not a rich console: rich would wrap a long
+    message over several lines, and scripts read the error as one line."""
+    sys.stderr.write(f"clipgen: error: {message}\n")
+    sys.exit(code)

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from clipgen.cli.console import stderr_console, stdout_console
+from clipgen.cli.generate import setting_help
 
 
 def batch(
@@ -20,9 +21,9 @@ def batch(
     preset: Annotated[Optional[str], typer.Option(help="Preset for every prompt.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value for every prompt.")] = None,
     clip: Annotated[Optional[list[str]], typer.Option("--clip", help="CLIP model(s) for every prompt.")] = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", "-g", help="Generator.")] = None,
+    generator: Annotated[Optional[str], typer.Option("--generator", "-g", help=setting_help("generator"))] = None,
     steps: Annotated[Optional[int], typer.Option(help="Steps per prompt.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="Image size WxH.")] = None,
+    size: Annotated[Optional[str], typer.Option(help=setting_help("size"))] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed (per-line seed= overrides it).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for this process.")] = None,
     out: Annotated[str, typer.Option(help="Output directory: a folder per prompt + index.html.")] = "outputs",
@@ -33,7 +34,8 @@ def batch(
     json_out: Annotated[bool, typer.Option("--json", help="Print per-prompt results as JSON.")] = False,
 ) -> None:
     """Generate an image for every prompt in FILE; exit status 1 if any prompt failed."""
-    from clipgen.run.batch import parse_shard, read_batch_file, run_batch, select_shard, write_index
+    from clipgen.outputs.contact_sheet import write_index
+    from clipgen.run.batch import parse_shard, read_batch_file, run_batch, select_shard
     from clipgen.config.settings import resolve_run_settings
 
     items = read_batch_file(file)
@@ -90,7 +92,7 @@ def _summary_table(outcomes, out: Path) -> None:
 
 def _run_workers(file, devices, shard_index, shard_count, preset, set_, flags, resume, quiet, out) -> int:
     """One `clipgen batch` process per device, each on its own sub-shard of this shard."""
-    from clipgen.run.batch import write_index
+    from clipgen.outputs.contact_sheet import write_index
 
     names = [d.strip() for d in devices.split(",") if d.strip()]
     threads = max(1, (os.cpu_count() or 1) // len(names))

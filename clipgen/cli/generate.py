@@ -1,16 +1,27 @@
-"""`clipgen generate` and `clipgen resume`."""
+"""`clipgen generate` and `clipgen resume`.
+
+`generate` has a flag for every setting in :data:`SETTING_FLAGS`; the flag's type, help,
+range and choices are read from its :class:`Settings` field, so each is written once, in
+settings.py. (settings.py imports no torch; `clipgen --help` builds this module.)
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import sys
+import typing
 from typing import Annotated, Optional
 
 import typer
 
 from clipgen.cli.console import stderr_console
+from clipgen.config.settings import Settings, resolve_run_settings
+from clipgen.config.typed import describe, field_types, unwrap_optional
 from clipgen.errors import SettingsError
+from clipgen.generators.registry import generator_names
 
 GEN = "Generator"
 GUIDE = "Guidance (CLIP)"
@@ -18,6 +29,106 @@ OPT = "Optimisation"
 OUT = "Output"
 CFG = "Settings"
 ANIM = "Animation"
+
+#: The settings that are flags, by help panel, in the order help lists them. The other
+#: settings are reached through ``--set KEY=VALUE`` and presets.
+SETTING_FLAGS: dict[str, tuple[str, ...]] = {
+    GEN: ("generator", "size", "init_image", "init_weight", "mask"),
+    GUIDE: ("clip", "image_prompts", "cutn", "cut_pow", "augment", "tv_weight", "candidates", "keep", "rank_clip"),
+    OPT: ("steps", "lr", "optimizer", "seed", "device", "precision", "cut_batch", "compile"),
+    ANIM: ("story", "story_blend", "zoom", "pan", "rotate"),
+    OUT: ("out", "save_every", "checkpoint_every", "video", "gif", "fps"),
+    CFG: ("offline",),
+}
+#: Flags not spelled --NAME (or --NAME/--no-NAME for a switch).
+SPELLINGS = {"generator": ("--generator", "-g"), "image_prompts": ("--image-prompt",),
+             "offline": ("--offline/--online",)}
+#: What the command line adds to a setting: it reads story files and takes `--augment none`.
+CLI_NOTES = {"story": "or a file of such lines", "augment": "comma-separated; none for no augmentation",
+             "generator": "`clipgen generators` describes each"}
+
+#: The generator flags from before ``--set GENERATOR.KEY=VALUE``: flag -> (section.key, type, help).
+#: Frozen: a new generator's options reach users through --set and presets, never a flag.
+SHORTCUTS: dict[str, tuple[str, type, str]] = {
+    "vqgan": ("vqgan.model", str, "VQGAN model name (see `clipgen models list`)."),
+    "vqgan_config": ("vqgan.config", str, "Local VQGAN .yaml (with --vqgan-checkpoint)."),
+    "vqgan_checkpoint": ("vqgan.checkpoint", str, "Local VQGAN .ckpt (with --vqgan-config)."),
+    "biggan": ("biggan.model", str, "BigGAN-deep model name (biggan-deep-128/256/512)."),
+    "biggan_dir": ("biggan.model_dir", str, "Local folder with config.json + pytorch_model.bin."),
+    "biggan_class": ("biggan.class_name", str, "ImageNet class that starts (or with --set biggan.fix_class=true "
+                     "fixes) the search, e.g. 'golden retriever'."),
+    "truncation": ("biggan.truncation", float, "BigGAN truncation (0.02-1; lower: more typical)."),
+    "trust_checkpoint": ("dvae.trust_checkpoint", bool, "Unpickle a dVAE .pkl that has no pinned SHA-256 "
+                         "(only files you trust)."),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TYPES = field_types(Settings)
+
+
+def flag_type(name: str) -> type:
+    """The command-line type of setting ``name``: lists repeat; pairs such as 256x256 stay text."""
+    tp, _ = unwrap_optional(_TYPES[name])
+    if typing.get_origin(tp) is tuple:
+        return list[str] if typing.get_args(tp)[1:] == (Ellipsis,) else str
+    return tp
+
+
+def setting_help(name: str) -> str:
+    """The help of setting ``name`` as a flag: its field's help, choices and range."""
+    notes = (CLI_NOTES[name],) if name in CLI_NOTES else ()
+    if flag_type(name) == list[str]:
+        notes += ("repeatable",)
+    # The registry, not the field, knows the generators (a generator is one registry line).
+    choices = generator_names() if name == "generator" else None
+    return describe(_FIELDS[name], choices=choices, notes=notes)
+
+
+def _option(name: str, tp: type, panel: str, help: str, *decls: str) -> inspect.Parameter:
+    option = typer.Option(*decls, help=help, rich_help_panel=panel)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[tp], option])
+
+
+def _flag_parameters(panel: str) -> list[inspect.Parameter]:
+    params = []
+    for name in SETTING_FLAGS[panel]:
+        tp, dash = flag_type(name), name.replace("_", "-")
+        switch = (f"--{dash}/--no-{dash}",) if tp is bool else ()
+        params.append(_option(name, tp, panel, setting_help(name), *SPELLINGS.get(name, switch)))
+    if panel == GEN:
+        params += [_option(name, tp, GEN, help, "--" + name.replace("_", "-"))
+                   for name, (_, tp, help) in SHORTCUTS.items()]
+    return params
+
+
+def with_setting_flags(command):
+    """``command``, which takes the setting flags and shortcuts as ``**given``, with a typer
+    parameter for each: in each help panel the settings first, then the flags ``command``
+    declares itself."""
+    declared = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+                if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def panel_of(param: inspect.Parameter) -> str | None:
+        return getattr(typing.get_args(param.annotation)[1], "rich_help_panel", None)
+
+    params = [p for p in declared if panel_of(p) not in SETTING_FLAGS]
+    for panel in SETTING_FLAGS:
+        params += _flag_parameters(panel) + [p for p in declared if panel_of(p) == panel]
+    command.__signature__ = inspect.Signature(params)
+    return command
+
+
+def command_line_layer(given: dict) -> dict:
+    """The settings the flags give: each under its setting's name (None where not given, so
+    the layers below apply), a shortcut's in its generator's section."""
+    flags = {name: given.get(name) for names in SETTING_FLAGS.values() for name in names}
+    flags["augment"] = _split_list(flags["augment"])
+    for flag, (dotted, _, _) in SHORTCUTS.items():
+        if given.get(flag) is not None:
+            section, key = dotted.split(".")
+            flags.setdefault(section, {})[key] = given[flag]
+    return flags
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -27,91 +138,10 @@ def _split_list(values: list[str] | None) -> list[str] | None:
     return [] if items == ["none"] else items
 
 
+@with_setting_flags
 def generate(
     prompt: Annotated[Optional[str], typer.Argument(help="What to draw: 'a red apple:1.5|blurry:-0.5'.")] = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", "-g", help="pixels, fourier, … (see README).",
-                                                     rich_help_panel=GEN)] = None,
-    size: Annotated[Optional[str], typer.Option(help="Image size WxH, e.g. 256x256.", rich_help_panel=GEN)] = None,
-    init_image: Annotated[Optional[str], typer.Option(help="Start from this image.", rich_help_panel=GEN)] = None,
-    init_weight: Annotated[Optional[float], typer.Option(help="Keep close to the init image (pixel MSE weight).",
-                                                         rich_help_panel=GEN)] = None,
-    mask: Annotated[Optional[str], typer.Option(help="Edit only where this image is white (with --init-image).",
-                                                rich_help_panel=GEN)] = None,
-    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN model name (see `clipgen models list`).",
-                                                 rich_help_panel=GEN)] = None,
-    vqgan_config: Annotated[Optional[str], typer.Option(help="Local VQGAN .yaml (with --vqgan-checkpoint).",
-                                                        rich_help_panel=GEN)] = None,
-    vqgan_checkpoint: Annotated[Optional[str], typer.Option(help="Local VQGAN .ckpt (with --vqgan-config).",
-                                                            rich_help_panel=GEN)] = None,
-    biggan: Annotated[Optional[str], typer.Option(help="BigGAN-deep model name (biggan-deep-128/256/512).",
-                                                  rich_help_panel=GEN)] = None,
-    biggan_dir: Annotated[Optional[str], typer.Option(help="Local folder with config.json + pytorch_model.bin.",
-                                                      rich_help_panel=GEN)] = None,
-    biggan_class: Annotated[Optional[str], typer.Option(
-        help="ImageNet class that starts (or with --set biggan.fix_class=true fixes) the search, "
-             "e.g. 'golden retriever'.", rich_help_panel=GEN)] = None,
-    truncation: Annotated[Optional[float], typer.Option(help="BigGAN truncation (0.02-1; lower: more typical).",
-                                                        rich_help_panel=GEN)] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Unpickle a dVAE .pkl that has no pinned SHA-256 (only files you trust).",
-        rich_help_panel=GEN)] = False,
-    clip: Annotated[Optional[list[str]], typer.Option(
-        "--clip", help="CLIP model, repeatable: ViT-B-32:openai, a local folder, ARCH:FILE, NAME@weight.",
-        rich_help_panel=GUIDE)] = None,
-    image_prompt: Annotated[Optional[list[str]], typer.Option(
-        help="Image prompt PATH[:weight], repeatable.", rich_help_panel=GUIDE)] = None,
-    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.", rich_help_panel=GUIDE)] = None,
-    cut_pow: Annotated[Optional[float], typer.Option(help="Cutout size power (>1: smaller crops).",
-                                                     rich_help_panel=GUIDE)] = None,
-    augment: Annotated[Optional[list[str]], typer.Option(
-        help="Augmentations: affine,perspective,flip,jitter,erasing,sharpness,grayscale,noise or none.",
-        rich_help_panel=GUIDE)] = None,
-    tv_weight: Annotated[Optional[float], typer.Option(help="Total-variation smoothing weight.",
-                                                       rich_help_panel=GUIDE)] = None,
-    candidates: Annotated[Optional[int], typer.Option(help="Run N seeds and keep the best by CLIP score.",
-                                                      rich_help_panel=GUIDE)] = None,
-    keep: Annotated[Optional[int], typer.Option(help="Keep the K best candidates (best-1.png …).",
-                                                rich_help_panel=GUIDE)] = None,
-    rank_clip: Annotated[Optional[list[str]], typer.Option(
-        "--rank-clip", help="CLIP model(s) ranking the candidates (default: the guiding ones).",
-        rich_help_panel=GUIDE)] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.", rich_help_panel=OPT)] = None,
-    story: Annotated[Optional[str], typer.Option(
-        help="Prompt schedule 'a forest:0-150|a forest on fire:150-300', or a file of such lines.",
-        rich_help_panel=ANIM)] = None,
-    story_blend: Annotated[Optional[int], typer.Option(help="Cross-fade story segments over N steps.",
-                                                       rich_help_panel=ANIM)] = None,
-    zoom: Annotated[Optional[float], typer.Option(help="Zoom factor applied per frame (e.g. 1.02).",
-                                                  rich_help_panel=ANIM)] = None,
-    pan: Annotated[Optional[str], typer.Option(help="Pan X,Y pixels per frame.", rich_help_panel=ANIM)] = None,
-    rotate: Annotated[Optional[float], typer.Option(help="Rotate degrees per frame.",
-                                                    rich_help_panel=ANIM)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the generator's).",
-                                                rich_help_panel=OPT)] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.", rich_help_panel=OPT)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: drawn and recorded).",
-                                                rich_help_panel=OPT)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.",
-                                                  rich_help_panel=OPT)] = None,
-    precision: Annotated[Optional[str], typer.Option(
-        help="auto, fp32, bf16 or fp16: the frozen models' precision (auto: bf16 on CUDA and on CPUs "
-             "with bf16 matrix units, else fp32).", rich_help_panel=OPT)] = None,
-    cut_batch: Annotated[Optional[int], typer.Option(
-        help="Cutouts per CLIP forward (0: all); memory stays flat as --cutn grows.", rich_help_panel=OPT)] = None,
-    compile: Annotated[Optional[str], typer.Option(
-        help="torch.compile the CLIP image tower: auto (off), on, off.", rich_help_panel=OPT)] = None,
-    out: Annotated[Optional[str], typer.Option(help="Output directory (a folder per run inside).",
-                                               rich_help_panel=OUT)] = None,
-    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps; 0 for none.",
-                                                      rich_help_panel=OUT)] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(
-        help="Save resumable state every N steps (default: with frames; 0: only on Ctrl-C).",
-        rich_help_panel=OUT)] = None,
-    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write an mp4 of the frames.",
-                                                  rich_help_panel=OUT)] = None,
-    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Write an animated gif of the frames.",
-                                                rich_help_panel=OUT)] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Frames per second for video/gif.", rich_help_panel=OUT)] = None,
+    *,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.",
                                         rich_help_panel=OUT)] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.",
@@ -125,35 +155,16 @@ def generate(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Any setting as key=value, e.g. --set fourier.decay=1.5 (repeatable).",
         rich_help_panel=CFG)] = None,
-    offline: Annotated[Optional[bool], typer.Option("--offline/--online", help="Never touch the network.",
-                                                    rich_help_panel=CFG)] = None,
+    **given,
 ) -> None:
     """Generate an image for PROMPT."""
-    from clipgen.config.settings import resolve_run_settings
-
     if prompt_file is not None:
         if prompt is not None:
             raise SettingsError("give the prompt either as an argument or with --prompt-file, not both")
         prompt = read_prompt_file(prompt_file)
-    if story is not None:
-        story = _read_story(story)
-    flags = {
-        "prompt": prompt, "mask": mask, "story": story, "story_blend": story_blend, "zoom": zoom, "pan": pan,
-        "rotate": rotate, "generator": generator, "size": size, "init_image": init_image,
-        "init_weight": init_weight, "clip": clip, "image_prompts": image_prompt, "cutn": cutn,
-        "cut_pow": cut_pow, "augment": _split_list(augment), "tv_weight": tv_weight, "steps": steps,
-        "lr": lr, "optimizer": optimizer, "seed": seed, "device": device, "precision": precision,
-        "cut_batch": cut_batch, "compile": compile, "out": out,
-        "save_every": save_every, "candidates": candidates, "keep": keep, "rank_clip": rank_clip, "checkpoint_every": checkpoint_every, "video": video, "gif": gif, "fps": fps, "offline": offline,
-    }
-    vqgan_flags = {"model": vqgan, "config": vqgan_config, "checkpoint": vqgan_checkpoint}
-    if any(v is not None for v in vqgan_flags.values()):
-        flags["vqgan"] = {k: v for k, v in vqgan_flags.items() if v is not None}
-    if trust_checkpoint:
-        flags["dvae"] = {"trust_checkpoint": True}
-    biggan_flags = {"model": biggan, "model_dir": biggan_dir, "class_name": biggan_class, "truncation": truncation}
-    if any(v is not None for v in biggan_flags.values()):
-        flags["biggan"] = {k: v for k, v in biggan_flags.items() if v is not None}
+    flags = {"prompt": prompt, **command_line_layer(given)}
+    if flags["story"] is not None:
+        flags["story"] = _read_story(flags["story"])
     settings = resolve_run_settings(preset=preset, flags=flags, assignments=set_)
     if dry_run:
         _dry_run(settings)
@@ -196,16 +207,14 @@ def read_prompt_file(path: str) -> str:
 
 
 def _dry_run(settings) -> None:
-    from clipgen.hardware import resolve_device
-    from clipgen.generators import get_generator_class
-    from clipgen.hardware import available_bytes, estimate_bytes, gib
-    from clipgen.hardware import precision_name, resolve_precision
+    """The resolved settings and the same memory estimate a real run is refused by."""
+    from clipgen.guidance.clip_specs import parse_clip_spec
+    from clipgen.hardware import available_bytes, gib, precision_name, resolve_device, resolve_precision
+    from clipgen.run.plan import estimate_peak
 
     device = resolve_device(settings.device)
     dtype = resolve_precision(settings.precision, device)
-    need = estimate_bytes(settings.width, settings.height, settings.cutn,
-                          image_factor=get_generator_class(settings.generator).memory_factor,
-                          cut_batch=settings.cut_batch, dtype=dtype)
+    need = estimate_peak(settings, tuple(parse_clip_spec(s) for s in settings.clip), dtype)
     sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     have = available_bytes(device)
     stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP and generator weights extra) at "

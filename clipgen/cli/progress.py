@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeRemainingColumn)
+from rich.progress import DownloadColumn, TransferSpeedColumn  # for DownloadBar
 from rich.table import Table
 
 from clipgen.run.loop import StepState
@@ -15,36 +16,55 @@ from clipgen.run.loop import StepState
 _LOSS_EVERY = 10
 
 
-class ProgressBar:
-    """A loop callback showing a rich progress bar; it appears at the run's first step,
-    so errors raised while preparing the run are not drawn under an empty bar."""
+class StepProgress:
+    """The CLI's one progress style: a bar of steps with rate and loss (runs, toy training).
 
-    def __init__(self, console: Console):
+    Entering starts it when ``total`` is known; otherwise :meth:`start` does, later.
+    """
+
+    def __init__(self, console: Console, label: str, total: int | None = None):
         self.progress = Progress(
-            TextColumn("[bold]step"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[rate]} it/s"), TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(), console=console,
         )
+        self.total = total
         self.task = None
 
-    def __enter__(self) -> "ProgressBar":
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("", total=total, loss="–", rate="–")
+        self.progress.start()
+
+    def __enter__(self) -> "StepProgress":
+        if self.total is not None:
+            self.start(self.total)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.task is not None:
             self.progress.stop()
 
-    def __call__(self, state: StepState) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("generate", total=state.total, loss="–", rate="–")
-            self.progress.start()
-        fields = {}
-        if state.loss is not None and (state.step % _LOSS_EVERY == 0 or state.step == state.total):
-            fields["loss"] = f"{float(state.loss):.4f}"
+    def update(self, step: int, loss: float | None = None) -> None:
+        """Show ``step`` done, and ``loss`` if given (the last one shown stays otherwise)."""
+        fields = {} if loss is None else {"loss": f"{loss:.4f}"}
         speed = self.progress.tasks[self.task].speed
         if speed:
             fields["rate"] = f"{speed:.2f}"
-        self.progress.update(self.task, completed=state.step, **fields)
+        self.progress.update(self.task, completed=step, **fields)
+
+
+class ProgressBar(StepProgress):
+    """A loop callback showing the progress bar; it appears at the run's first step,
+    so errors raised while preparing the run are not drawn under an empty bar."""
+
+    def __init__(self, console: Console):
+        super().__init__(console, "step")
+
+    def __call__(self, state: StepState) -> None:
+        if self.task is None:
+            self.start(state.total)
+        shown = state.loss is not None and (state.step % _LOSS_EVERY == 0 or state.step == state.total)
+        self.update(state.step, float(state.loss) if shown else None)
 
 
 def print_summary(console: Console, result) -> None:
@@ -54,12 +74,48 @@ def print_summary(console: Console, result) -> None:
         if key in result.paths:
             table.add_row(key, str(result.paths[key]))
     frames = result.paths["frames"]
-    # With --candidates the frames stay in the kept candidate's own run folder.
-    frames_dir = Path(frames[0]).parent if frames else Path(result.paths["folder"]) / "frames"
-    table.add_row("frames", f"{len(frames)} in {frames_dir}")
+    # With --candidates the frames stay in the kept candidate's own run folder; with
+    # none saved there is no folder to name.
+    table.add_row("frames", f"{len(frames)} in {Path(frames[0]).parent}" if frames else "none saved (--save-every 0)")
     table.add_row("settings", str(result.paths["run_json"]))
     table.add_row("time", f"{result.seconds:.1f} s ({result.settings.steps / max(result.seconds, 1e-9):.2f} steps/s)")
     if result.best_loss is not None:
         table.add_row("best loss", f"{result.best_loss:.4f}")
     table.add_row("CLIP similarity", f"{result.initial_similarity:.3f} → {result.final_similarity:.3f}")
     console.print(table)
+
+
+class DownloadBar:
+    """A rich progress bar fed by :class:`clipgen.weights.ProgressEvent` callbacks: one bar per
+    file downloaded or verified; failed mirrors and cached files are told as lines."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self._tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self) -> "DownloadBar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def _task(self, phase: str, filename: str, total: int | None) -> int:
+        key = (phase, filename)
+        if key not in self._tasks:
+            self._tasks[key] = self.progress.add_task(f"{phase} {filename}", total=total)
+        return self._tasks[key]
+
+    def __call__(self, event) -> None:
+        if event.phase in ("start", "download", "verify"):
+            task = self._task("verify" if event.phase == "verify" else "download", event.filename, event.total)
+            self.progress.update(task, completed=event.done, total=event.total)
+        elif event.phase == "mirror-failed":
+            host = event.url.split("/")[2] if "//" in event.url else event.url
+            self.progress.console.print(f"{event.filename}: {host} failed ({event.message}); trying the next mirror",
+                                        markup=False)
+        elif event.phase == "skip":
+            self.progress.console.print(f"{event.filename}: already downloaded and verified", markup=False)

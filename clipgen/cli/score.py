@@ -16,15 +16,15 @@ ClipOption = Annotated[Optional[list[str]], typer.Option(
 
 
 def _load_for_scoring(clip: list[str] | None, image_paths: list[str], device: str, offline: bool):
-    from clipgen.run.session import env_offline
+    from clipgen.config.settings import Settings, offline_from_environment
+    from clipgen.guidance.perceptor import load_perceptor
     from clipgen.hardware import resolve_device
     from clipgen.inputs import load_image
-    from clipgen.guidance.perceptor import load_perceptor
-    from clipgen.config.settings import Settings
 
     images = [load_image(p, "image") for p in image_paths]
     specs = tuple(clip) if clip else Settings().clip
-    perceptor = load_perceptor(specs, resolve_device(device), offline=offline or env_offline())
+    # The edge reads the environment's offline rule once; the loader is told, never reads it.
+    perceptor = load_perceptor(specs, resolve_device(device), offline=offline or offline_from_environment())
     return perceptor, images
 
 

@@ -9,39 +9,36 @@ from typing import Annotated, Optional
 
 import typer
 
+from clipgen.cli.console import stderr_console, stdout_console
+
 toy_app = typer.Typer(help="The offline toy world: train its models, judge images.", no_args_is_help=True)
 
+# Options the training commands share.
+Steps = Annotated[int, typer.Option(min=1, help="Optimiser steps.")]
+BatchSize = Annotated[int, typer.Option(min=2, help="Images per batch.")]
+Threads = Annotated[int, typer.Option(min=1, help="CPU threads.")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
 
 
-def _console():
-    from rich.console import Console
+def _train(label: str, steps: int, train) -> None:
+    """``train(on_step)`` under the CLI's progress bar; its metrics go to stdout as JSON."""
+    from clipgen.cli.progress import StepProgress  # imports torch: only when training
 
-    return Console(stderr=True, highlight=False)
-
-
-def _progress(total: int, what: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=_console())
-    task = progress.add_task(what, total=total, loss="–")
-
-    def on_step(step: int, loss: float) -> None:
-        progress.update(task, completed=step, loss=f"{loss:.3f}")
-
-    return progress, on_step
+    with StepProgress(stderr_console(), label, total=steps) as bar:
+        metrics = train(bar.update)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
 
 
 @toy_app.command("train-clip")
 def train_clip_command(
     out: Annotated[Path, typer.Option(help="Folder for open_clip_config.json + weights.")],
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the cosine schedule spans them).")] = 780,
-    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 256,
+    batch_size: BatchSize = 256,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 1.5e-3,
     minutes: Annotated[Optional[float], typer.Option(
         min=0.1, help="Stop after this many minutes (the shipped model stopped at 706 of 780 steps).")] = 19.5,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Threads = 2,
+    seed: Seed = 0,
     tower: Annotated[str, typer.Option(help="Image tower: resnet (open_clip ModifiedResNet) or vit.")] = "resnet",
 ) -> None:
     """Train the toy CLIP from scratch on the shapes world (CPU)."""
@@ -52,49 +49,38 @@ def train_clip_command(
         raise SettingsError(f"unknown image tower {tower!r}; choose one of: {', '.join(TOWERS)}")
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, seed=seed, tower=tower,
                          pool_batches=min(120, steps), max_seconds=minutes * 60 if minutes else None)
-    progress, on_step = _progress(steps, "train-clip")
-    with progress:
-        metrics = train(config, out_dir=out, on_step=on_step)
-    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    _train("train-clip", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
 
 
 @toy_app.command("train-vqgan")
 def train_vqgan_command(
     out: Annotated[Path, typer.Option(help="Folder for model.yaml + last.ckpt (taming format).")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 3000,
-    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 32,
+    steps: Steps = 3000,
+    batch_size: BatchSize = 32,
     minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = None,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    threads: Threads = 2,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32",
                                                  help="Autocast convolutions to bf16 (default: if the CPU has AMX).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Train the toy VQGAN (taming architecture) on the shapes world (CPU)."""
     from clipgen.toy.train_vqgan import VQTrainConfig, train
 
     config = VQTrainConfig(steps=steps, batch_size=batch_size, threads=threads, seed=seed, bf16=bf16,
                            max_seconds=minutes * 60 if minutes else None, pool_images=min(12_000, steps * batch_size))
-    progress, on_step = _progress(steps, "train-vqgan")
-    with progress:
-        metrics = train(config, out_dir=out, on_step=on_step)
-    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    _train("train-vqgan", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
 
 
 @toy_app.command("train-judge")
 def train_judge_command(
     out: Annotated[Path, typer.Option(help="Folder for judge.safetensors.")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
-    batch_size: Annotated[int, typer.Option(min=2, help="Images per batch.")] = 128,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    steps: Steps = 1200, batch_size: BatchSize = 128, threads: Threads = 2,
 ) -> None:
     """Train the judge: a supervised CNN reading colour, shape, background, position, count."""
     from clipgen.toy.judge import JudgeConfig, train_judge
 
-    progress, on_step = _progress(steps, "train-judge")
-    with progress:
-        metrics = train_judge(JudgeConfig(steps=steps, batch_size=batch_size, threads=threads),
-                              out_dir=out, on_step=on_step)
-    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    config = JudgeConfig(steps=steps, batch_size=batch_size, threads=threads)
+    _train("train-judge", steps, lambda on_step: train_judge(config, out_dir=out, on_step=on_step))
 
 
 @toy_app.command("judge")
@@ -123,10 +109,9 @@ def judge_command(
     if json_out:
         sys.stdout.write(json.dumps({"image": image, "prompt": prompt, "attributes": verdict}, indent=2) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("attribute", "prompt", "image", "match")
     for name, row in verdict.items():
         table.add_row(name, str(row["prompt"]), str(row["image"]), "yes" if row["ok"] else "no")
-    Console(highlight=False).print(table)
+    stdout_console().print(table)

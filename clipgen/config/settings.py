@@ -9,14 +9,14 @@ generator's own ``Options`` dataclass.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from clipgen.errors import SettingsError, did_you_mean
-from clipgen.generators import generator_names, get_generator_class
-from clipgen.generators.base import NoOptions
+from clipgen.generators.registry import generator_names, get_generator_class
 from clipgen.config.presets import flat_keys, load_preset, merge
-from clipgen.config.typed import build, option, to_plain
+from clipgen.config.typed import NoOptions, build, option, to_plain
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -27,22 +27,25 @@ COMPILE_MODES = ("auto", "on", "off")
 class Settings:
     prompt: str = option("", help="Text prompt(s): 'a red apple:1.5|blurry:-0.5'")
     generator: str = option("fourier", help="What makes the image")
-    clip: tuple[str, ...] = option(("ViT-B-32:openai",), help="CLIP models (NAME:TAG[@weight], dir, ARCH:file)")
-    size: tuple[int, int] = option((256, 256), help="Width and height in pixels", min=8, max=8192)
+    clip: tuple[str, ...] = option(("ViT-B-32:openai",), help="CLIP model(s): NAME:TAG like ViT-B-32:openai, "
+                                   "a local folder or ARCH:FILE, each optionally @weight")
+    size: tuple[int, int] = option((256, 256), help="Image size WxH in pixels, e.g. 256x256", min=8, max=8192)
     steps: int = option(300, help="Optimisation steps", min=1, max=10_000_000)
     lr: float | None = option(None, help="Learning rate (default: the generator's own)", min=0.0)
     optimizer: str = option("adam", help="Optimiser", choices=OPTIMIZERS)
     cutn: int = option(32, help="Cutouts per step", min=1, max=4096)
     cut_pow: float = option(1.0, help="Cutout size exponent (>1: smaller cutouts)", min=0.01, max=100.0)
-    augment: tuple[str, ...] = option(("affine", "perspective", "jitter", "noise"), help="Cutout augmentations")
+    augment: tuple[str, ...] = option(("affine", "perspective", "jitter", "noise"), help="Cutout augmentations: "
+                                      "affine, perspective, flip, jitter, erasing, sharpness, grayscale, noise")
     seed: int | None = option(None, help="Random seed (default: drawn and recorded)", min=0, max=2**63 - 1)
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
-    precision: str = option("auto", help="Frozen models' compute precision (auto: bf16 where fast, else fp32)",
+    precision: str = option("auto", help="Compute precision of the frozen models (auto: bf16 on CUDA and on CPUs "
+                                         "with bf16 matrix units, else fp32)",
                             choices=PRECISIONS)
     cut_batch: int = option(32, help="Cutouts per CLIP forward (0: all at once); bounds memory for any --cutn",
                             min=0, max=4096)
     compile: str = option("auto", help="torch.compile the CLIP image tower (auto: off)", choices=COMPILE_MODES)
-    out: str = option("outputs", help="Output directory")
+    out: str = option("outputs", help="Output directory (a folder per run inside)")
     save_every: int = option(50, help="Save a frame every N steps (0: none)", min=0)
     checkpoint_every: int | None = option(
         None, help="Save resumable state every N steps (default: with frames; 0: only on interrupt)", min=0)
@@ -54,10 +57,10 @@ class Settings:
     init_image: str | None = option(None, help="Start from this image")
     init_weight: float = option(0.0, help="Pull towards the init image (pixel MSE weight)", min=0.0)
     mask: str | None = option(None, help="Edit only where this mask image is white (needs init_image)")
-    zoom: float = option(1.0, help="Animation: scale the image by this per frame", min=0.5, max=2.0)
+    zoom: float = option(1.0, help="Animation: scale the image by this per frame (e.g. 1.02)", min=0.5, max=2.0)
     pan: tuple[float, float] = option((0.0, 0.0), help="Animation: shift X,Y pixels per frame")
     rotate: float = option(0.0, help="Animation: rotate degrees per frame", min=-180.0, max=180.0)
-    story: str = option("", help="Prompt schedule 'text:0-150|other text:150-300'")
+    story: str = option("", help="Prompt schedule 'a forest:0-150|a forest on fire:150-300'")
     story_blend: int = option(0, help="Steps over which story segments cross-fade", min=0)
     tv_weight: float = option(0.0, help="Total-variation smoothness weight", min=0.0)
     candidates: int = option(1, help="Generate N seeds and keep the best by CLIP score", min=1, max=10_000)
@@ -84,6 +87,17 @@ class Settings:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> "Settings":
         return resolve([(source or "saved settings", data)])
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def offline_from_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """The one offline rule: ``CLIPGEN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` means never touch
+    the network. Read only at the edges (the CLI, :func:`resolve_run_settings`); everything
+    below is told through ``Settings.offline`` or an ``offline`` argument."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(name, "").strip().lower() in _TRUE for name in ("CLIPGEN_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 CORE_KEYS = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "options")
@@ -145,7 +159,8 @@ def resolve_run_settings(
     flags: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
 ) -> Settings:
-    """The CLI/API entry point: defaults < preset < flags < --set."""
+    """The CLI/API entry point: defaults < preset < flags < --set; the environment can only
+    make a run offline (see :func:`offline_from_environment`)."""
     layers: list[tuple[str, dict[str, Any]]] = []
     if preset:
         loaded = load_preset(preset)
@@ -156,7 +171,10 @@ def resolve_run_settings(
         layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
     if assignments:
         layers.append(("--set", parse_set(assignments)))
-    return resolve(layers)
+    settings = resolve(layers)
+    if not settings.offline and offline_from_environment():
+        settings = dataclasses.replace(settings, offline=True)
+    return settings
 
 
 def _lookup(values: dict[str, Any], dotted: str) -> Any:

@@ -1,35 +1,14 @@
-"""Registry of generators: ``{name: "module:Class"}``, imported only when used.
+"""Generators: differentiable image makers that CLIP guidance optimises.
 
-Adding a generator is one file implementing :class:`clipgen.generators.base.Generator`
-plus one line here.
+Adding a generator = one folder ``generators/NAME/`` with a
+:class:`~clipgen.generators.base.Generator` subclass (the contract is in
+:mod:`clipgen.generators.base`) + one line in :mod:`clipgen.generators.registry` + one
+``clipgen/weights/entries`` module if it has weights + one preset. Nothing in the CLI or
+the run changes: its options come from its ``Options`` dataclass (``--set NAME.KEY=V``),
+its description from the first line of its class docstring. Helpers that several
+generators share are in :mod:`clipgen.generators.common`.
 """
 
-from __future__ import annotations
+from clipgen.generators.registry import GENERATORS, generator_names, get_generator_class
 
-import importlib
-
-from clipgen.errors import SettingsError, did_you_mean
-
-GENERATORS: dict[str, str] = {
-    "pixels": "clipgen.generators.pixels:PixelGenerator",
-    "fourier": "clipgen.generators.fourier:FourierGenerator",
-    "clipdraw": "clipgen.generators.clipdraw.generator:ClipDrawGenerator",
-    "vqgan": "clipgen.generators.vqgan.generator:VQGANGenerator",
-    "dvae": "clipgen.generators.dvae.generator:DVAEGenerator",
-    "biggan": "clipgen.generators.biggan.generator:BigGANGenerator",
-}
-
-
-def generator_names() -> list[str]:
-    return sorted(GENERATORS)
-
-
-def get_generator_class(name: str):
-    try:
-        target = GENERATORS[name]
-    except KeyError:
-        raise SettingsError(
-            f"unknown generator {name!r}; {did_you_mean(name, GENERATORS)}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+__all__ = ["GENERATORS", "generator_names", "get_generator_class"]

@@ -1,20 +1,29 @@
-"""The generator interface: a module whose forward() returns an image.
+"""The generator contract: an ``nn.Module`` whose ``forward()`` is the image being optimised.
 
-A generator is an ``nn.Module`` holding the parameters being optimised. ``forward()``
-takes no input and returns a ``(1, 3, H, W)`` float tensor in ``[0, 1]`` that is
-differentiable w.r.t. those parameters. Everything else is optional:
+A generator subclasses :class:`Generator` and has:
 
-- ``param_groups(lr)``: optimiser groups (strokes want separate rates for points,
-  widths and colours); the default is one group at ``lr``.
-- ``constrain_()``: a no-grad projection after each optimiser step (clamp latents,
-  stroke widths).
-- Capabilities are separate protocols checked with ``isinstance``:
-  :class:`EncodesImages` (can start from an init image) and :class:`VectorGraphic`
-  (can write itself as SVG).
+- three declarations: ``Options`` (a frozen dataclass of :func:`clipgen.config.typed.option`
+  fields; the settings resolver builds it from the preset/``--set`` section named after the
+  generator, so invalid options, half-given file pairs and missing local files fail in its
+  ``__post_init__`` before anything is loaded), ``default_lr`` and ``memory_factor``;
+- ``__init__(size, options, context)``, which checks the size before loading any weights;
+- one required hook, ``forward() -> (1, 3, H, W)`` in ``[0, 1]``, differentiable w.r.t.
+  the parameters being optimised, and two optional ones:
+  ``param_groups(lr)`` (default: one group of every ``requires_grad`` parameter; frozen
+  networks are ``requires_grad_(False)`` and so left out) and ``after_step(step)``
+  (default: nothing), where projections (clamps) and schedules live.
 
-Each generator declares its own ``Options`` dataclass; the settings resolver
-validates the preset/``--set`` section named after the generator against it, so
-adding a generator touches nothing but its registry line.
+The loop calls ``after_step(step)`` with the number of finished optimiser steps: after
+every step, once before the first (with the run's start step, so a resumed run places
+its schedules right) and again after a rewind (with the restored step). A schedule must
+therefore be a function of ``step`` alone, never a counter the hook ticks.
+
+Capabilities are protocols, checked with ``isinstance`` (``issubclass`` for a class) and
+nothing else: :class:`EncodesImages`, :class:`Regularized`, :class:`VectorGraphic`.
+The first line of the class docstring is the generator's description in listings.
+
+Adding a generator is one folder ``generators/NAME/`` + one line in the registry
+(:mod:`clipgen.generators.registry`) + one ``weights/entries`` module if it has weights + one preset.
 """
 
 from __future__ import annotations
@@ -25,10 +34,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class NoOptions:
-    """For generators that have no options of their own."""
+from clipgen.config.typed import NoOptions
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class GeneratorContext:
 
 
 class Generator(nn.Module):
+    """The base class; see the module docstring for the contract."""
+
     #: Adam learning rate used when neither preset nor flags give one.
     default_lr: ClassVar[float] = 0.05
     #: The dataclass of this generator's options (section ``[<name>]`` in presets).
@@ -50,14 +58,10 @@ class Generator(nn.Module):
     #: Live full-image-sized fp32 copies during a step, for the up-front memory estimate.
     memory_factor: ClassVar[float] = 24.0
 
-    def __init__(self, size: tuple[int, int], options, context: GeneratorContext):
+    def __init__(self, size: tuple[int, int], options, context: GeneratorContext | None):
         super().__init__()
         self.width, self.height = size
         self.options = options
-
-    @classmethod
-    def check_size(cls, width: int, height: int, options) -> None:
-        """Raise SettingsError if this generator cannot make images of this size."""
 
     def forward(self) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError("abstract")
@@ -65,8 +69,8 @@ class Generator(nn.Module):
     def param_groups(self, lr: float) -> list[dict]:
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
-    def constrain_(self) -> None:
-        """Project parameters back into their valid range after an optimiser step."""
+    def after_step(self, step: int) -> None:
+        """Keep the parameters valid and place schedules at ``step`` finished optimiser steps."""
 
 
 @runtime_checkable
@@ -74,7 +78,7 @@ class EncodesImages(Protocol):
     """A generator that can set its parameters so that forward() reproduces an image."""
 
     def init_from_image(self, image: torch.Tensor) -> None:
-        """``image``: ``(1, 3, H, W)`` in ``[0, 1]`` at the generator's size."""
+        """``image``: ``(1, 3, H, W)`` in ``[0, 1]``, already at the generator's size."""
 
 
 @runtime_checkable

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.config.typed import option
+from clipgen.generators.base import Generator, GeneratorContext
 
 # Square root of the colour correlation matrix of ImageNet, as measured by Lucid.
 _COLOR_CORRELATION_SQRT = torch.tensor(
@@ -51,7 +51,8 @@ def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor, height: int, 
 
 
 class FourierGenerator(Generator):
-    default_lr = 0.05
+    """An image spectrum with 1/f falloff and decorrelated colours: large structures first."""
+
     Options = FourierOptions
 
     def __init__(self, size: tuple[int, int], options: FourierOptions, context: GeneratorContext):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.config.typed import option
+from clipgen.generators.base import Generator, GeneratorContext
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,8 @@ class PixelOptions:
 
 
 class PixelGenerator(Generator):
-    """Parameters are per-pixel logits; the image is their sigmoid."""
+    """Raw RGB pixels: per-pixel logits through a sigmoid."""
 
-    default_lr = 0.05
     Options = PixelOptions
 
     def __init__(self, size: tuple[int, int], options: PixelOptions, context: GeneratorContext):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,21 +18,15 @@ from torchvision.ops import roi_align
 from clipgen.errors import SettingsError, did_you_mean
 
 
-def _kornia():
-    import kornia.augmentation as K
-
-    return K
-
-
 # Each entry builds one kornia module; parameters follow what VQGAN-CLIP and pixray use.
 AUGMENTATIONS: dict[str, Callable[[], nn.Module]] = {
-    "affine": lambda: _kornia().RandomAffine(degrees=15, translate=0.1, shear=5, p=0.7, padding_mode="border"),
-    "perspective": lambda: _kornia().RandomPerspective(distortion_scale=0.2, p=0.7),
-    "flip": lambda: _kornia().RandomHorizontalFlip(p=0.5),
-    "jitter": lambda: _kornia().ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05, p=0.7),
-    "erasing": lambda: _kornia().RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1 / 0.3), p=0.5),
-    "sharpness": lambda: _kornia().RandomSharpness(sharpness=0.3, p=0.5),
-    "grayscale": lambda: _kornia().RandomGrayscale(p=0.1),
+    "affine": lambda: K.RandomAffine(degrees=15, translate=0.1, shear=5, p=0.7, padding_mode="border"),
+    "perspective": lambda: K.RandomPerspective(distortion_scale=0.2, p=0.7),
+    "flip": lambda: K.RandomHorizontalFlip(p=0.5),
+    "jitter": lambda: K.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05, p=0.7),
+    "erasing": lambda: K.RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1 / 0.3), p=0.5),
+    "sharpness": lambda: K.RandomSharpness(sharpness=0.3, p=0.5),
+    "grayscale": lambda: K.RandomGrayscale(p=0.1),
     "noise": lambda: CutoutNoise(max_std=0.1),
 }
 
@@ -94,7 +89,7 @@ class Cutouts(nn.Module):
         self.sizes = tuple(sorted(set(sizes), reverse=True))
         noise = [AUGMENTATIONS[n]() for n in augment if n == "noise"]
         geometric = [AUGMENTATIONS[n]() for n in augment if n != "noise"]
-        self.augment = _kornia().AugmentationSequential(*geometric) if geometric else nn.Identity()
+        self.augment = K.AugmentationSequential(*geometric) if geometric else nn.Identity()
         # Noise goes last so it is not smoothed away by the resampling of the geometric ops.
         self.noise = noise[0] if noise else nn.Identity()
 

@@ -6,13 +6,13 @@ Targets (text and image prompts) are encoded once per run, here, not per step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
 from clipgen.guidance.cutouts import Cutouts
-from clipgen.guidance.losses import cosine_similarity, init_image_loss, prompt_loss, total_variation
+from clipgen.guidance.losses import init_image_loss, prompt_loss, total_variation
 from clipgen.guidance.perceptor import Perceptor
 from clipgen.guidance.prompts import Prompt
 
@@ -99,14 +99,15 @@ class Objective(nn.Module):
         size = self.cut_batch or cutn
         return [min(size, cutn - start) for start in range(0, cutn, size)]
 
-    def loss_and_backward(self, image: torch.Tensor, timer: "StageTimer | None" = None) -> torch.Tensor:
+    def loss_and_backward(self, image: torch.Tensor, timer: StageMarks | None = None) -> torch.Tensor:
         """Backpropagate the loss of ``image`` into the generator; returns it (detached).
 
         Cutouts go through CLIP ``cut_batch`` at a time, each chunk's gradient is
         accumulated on a detached copy of the image and the graph freed, and one final
         backward carries the summed image gradient through the generator. Peak memory is
         then one chunk's CLIP activations whatever ``cutn`` is; the loss is exactly the
-        same, because it is a mean over cutouts.
+        same, because it is a mean over cutouts. ``timer`` is told where each stage ends
+        (the bench's :class:`clipgen.bench.timer.StageTimer`); runs pass none.
         """
         timer = timer or _NO_TIMER
         timer.mark("generator")
@@ -128,28 +129,10 @@ class Objective(nn.Module):
         return total + terms.detach()
 
 
-class StageTimer:
-    """Wall time per named stage, charged at each ``mark`` since the previous one.
+class StageMarks(Protocol):
+    """Told each time a stage of a step ends: generator, cutouts, clip, backward."""
 
-    On CUDA every mark synchronises, so it is for benchmarks only; runs use no timer."""
-
-    def __init__(self, device: torch.device):
-        import time
-
-        self._clock = time.perf_counter
-        self.device = device
-        self.totals: dict[str, float] = {}
-        self._last = self._clock()
-
-    def restart(self) -> None:
-        self._last = self._clock()
-
-    def mark(self, stage: str) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = self._clock()
-        self.totals[stage] = self.totals.get(stage, 0.0) + now - self._last
-        self._last = now
+    def mark(self, stage: str) -> None: ...
 
 
 class _NoTimer:
@@ -158,16 +141,3 @@ class _NoTimer:
 
 
 _NO_TIMER = _NoTimer()
-
-
-@torch.no_grad()
-def prompt_similarity(perceptor: Perceptor, image: torch.Tensor, targets: list[Targets]) -> float:
-    """Ensemble-weighted mean cosine similarity of the whole image to the positive targets."""
-    total, weight_sum = 0.0, 0.0
-    for model, target in zip(perceptor.models, targets):
-        positive = target.weights > 0
-        sims = cosine_similarity(model.encode_pil(image), target.embeds[positive])[0]
-        w = target.weights[positive]
-        total += model.weight * float((sims * w).sum() / w.sum())
-        weight_sum += model.weight
-    return total / weight_sum

@@ -1,103 +1,38 @@
 """The perceptor: one or more frozen open_clip models scoring images against targets.
 
-``--clip`` specs (each may end in ``@weight`` for ensembles):
-
-- ``ViT-B-32:openai``: an open_clip architecture and pretrained tag, downloaded and
-  cached by open_clip (Hugging Face cache) on first use;
-- ``ViT-B-32:/path/weights.pt``: an architecture with a local weights file;
-- ``/path/to/dir`` or ``local-dir:/path``: a folder with ``open_clip_config.json`` and
-  weights, as open_clip saves them;
-- ``hf-hub:org/repo``: an open_clip model on the Hugging Face Hub;
-- ``ViT-B-32:none``: random weights (benchmarks only).
+:func:`load_perceptor` is the one way every command loads CLIP (a run, candidates and
+their ranker, a batch, ``clipgen score``): in the run's precision, compiled if asked,
+and offline when told. Offline never goes through ``os.environ``: open_clip downloads
+through huggingface_hub, whose offline switch is set for the duration of one load and
+put back. Online, weights that are cached load without touching the network, and when
+the download host cannot be reached the load fails at once with one line, instead of
+huggingface_hub's minute of retries.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
-from dataclasses import dataclass
+import socket
+import urllib.parse
 from pathlib import Path
+from typing import Iterator
 
+import huggingface_hub
+import huggingface_hub.constants as hub_constants
+import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipgen.weights import builtin
-from clipgen.errors import MissingWeightsError, ModelError, SettingsError, did_you_mean
+from clipgen.errors import MissingWeightsError, ModelError, SettingsError, one_line
+from clipgen.guidance.clip_specs import ClipSpec, parse_clip_spec
+from clipgen.hardware import convert_frozen
+from clipgen.inputs import pil_to_tensor
 
-RANDOM_WEIGHTS = ("none", "random")
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """A parsed ``--clip`` value. Exactly one of ``arch``/``local_dir``/``hf_hub`` is the source."""
-
-    raw: str
-    weight: float = 1.0
-    arch: str | None = None
-    pretrained: str | None = None  # a tag, a file path, or None for random weights
-    local_dir: str | None = None
-    hf_hub: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.raw.rsplit("@", 1)[0] if self.weight != 1.0 else self.raw
-
-
-def _split_weight(spec: str) -> tuple[str, float]:
-    body, sep, tail = spec.rpartition("@")
-    if sep and body:
-        try:
-            weight = float(tail)
-        except ValueError:
-            return spec, 1.0
-        if not math.isfinite(weight) or weight <= 0:
-            raise SettingsError(f"--clip {spec!r}: ensemble weight must be a positive number")
-        return body, weight
-    return spec, 1.0
-
-
-def parse_clip_spec(spec: str) -> ClipSpec:
-    """Parse one ``--clip`` value; checks names against open_clip's registry, not the network."""
-    import open_clip
-
-    body, weight = _split_weight(spec.strip())
-    if not body:
-        raise SettingsError("empty --clip value; give e.g. ViT-B-32:openai or a local folder")
-    shipped = builtin.get("clip", body)
-    if shipped is not None:
-        return ClipSpec(raw=spec, weight=weight, local_dir=str(builtin.verified_folder(shipped)))
-    if body.startswith("hf-hub:"):
-        return ClipSpec(raw=spec, weight=weight, hf_hub=body)
-    local = body[len("local-dir:"):] if body.startswith("local-dir:") else body
-    path = Path(local).expanduser()
-    if body.startswith("local-dir:") or path.is_dir():
-        if not (path / "open_clip_config.json").is_file():
-            raise ModelError(f"--clip {spec!r}: folder has no open_clip_config.json; "
-                             "a local CLIP folder needs open_clip_config.json and a weights file")
-        return ClipSpec(raw=spec, weight=weight, local_dir=str(path))
-    if path.is_file():
-        raise SettingsError(f"--clip {spec!r} is a weights file; name its architecture too, e.g. "
-                            f"--clip ViT-B-32:{local}, or give the folder holding open_clip_config.json")
-    arch, sep, pretrained = body.partition(":")
-    models = open_clip.list_models()
-    if arch not in models:
-        if "/" in body or body.startswith("."):
-            raise SettingsError(f"--clip {spec!r}: no such file or folder")
-        raise SettingsError(f"unknown CLIP architecture {arch!r}; {did_you_mean(arch, models)}")
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if not sep or not pretrained:
-        raise SettingsError(f"--clip {spec!r}: name the weights as {arch}:TAG; tags for {arch}: "
-                            f"{', '.join(tags) or 'none (use a local file)'}")
-    if pretrained.lower() in RANDOM_WEIGHTS:
-        return ClipSpec(raw=spec, weight=weight, arch=arch, pretrained=None)
-    if Path(pretrained).expanduser().is_file():
-        return ClipSpec(raw=spec, weight=weight, arch=arch, pretrained=str(Path(pretrained).expanduser()))
-    if pretrained not in tags:
-        if "/" in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-            raise ModelError(f"--clip {spec!r}: weights file {pretrained} does not exist; check the path")
-        raise SettingsError(f"unknown pretrained tag {pretrained!r} for {arch}; "
-                            f"{did_you_mean(pretrained, tags)}")
-    return ClipSpec(raw=spec, weight=weight, arch=arch, pretrained=pretrained)
+#: Seconds to wait for the download host before calling the network unreachable.
+PROBE_TIMEOUT_S = 3.0
+_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 class ClipModel(nn.Module):
@@ -106,8 +41,6 @@ class ClipModel(nn.Module):
     def __init__(self, label: str, model: nn.Module, tokenizer, weight: float,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        from clipgen.hardware import convert_frozen
-
         self.label = label
         self.model = convert_frozen(model.eval().requires_grad_(False), dtype)
         self.dtype = dtype
@@ -144,13 +77,6 @@ class ClipModel(nn.Module):
         return self.encode_image(batch)
 
 
-def pil_to_tensor(image) -> torch.Tensor:
-    import numpy as np
-
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
 class Perceptor(nn.Module):
     """A weighted ensemble of CLIP models."""
 
@@ -171,13 +97,58 @@ class Perceptor(nn.Module):
         return self.models[0].dtype
 
 
-def _load_open_clip(spec: ClipSpec, device: torch.device, offline: bool) -> tuple[nn.Module, object]:
-    import open_clip
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """huggingface_hub asks a module constant whether it is offline; this load's answer only."""
+    previous = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = previous or offline
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous
 
-    if offline:
-        _force_hf_offline()
-    name = spec.arch
-    kwargs = {}
+
+def _cached(repo: str, filenames: tuple[str, ...]) -> bool:
+    return any(isinstance(huggingface_hub.try_to_load_from_cache(repo, name), str) for name in filenames)
+
+
+def download_host(spec: ClipSpec) -> str | None:
+    """The host a load of ``spec`` would download from, or None when nothing needs downloading."""
+    endpoint = urllib.parse.urlsplit(hub_constants.HUGGINGFACE_CO_URL_TEMPLATE).netloc
+    if spec.hf_hub:
+        repo = spec.hf_hub[len("hf-hub:"):]
+        cached = _cached(repo, ("open_clip_config.json",)) and _cached(repo, _WEIGHT_FILES)
+        return None if cached else endpoint
+    if spec.local_dir or spec.pretrained is None or Path(spec.pretrained).is_file():
+        return None
+    config = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)
+    if config.get("hf_hub"):
+        repo, filename = os.path.split(config["hf_hub"])
+        return None if _cached(repo, (*_WEIGHT_FILES, filename) if filename else _WEIGHT_FILES) else endpoint
+    url = config.get("url", "")
+    cached = Path("~/.cache/clip").expanduser().joinpath(os.path.basename(url)).is_file()
+    return None if cached or not url else urllib.parse.urlsplit(url).netloc
+
+
+def _reachable(host: str) -> str | None:
+    """None when ``host`` (``name[:port]``) accepts a connection, else why not."""
+    name, _, port = host.partition(":")
+    try:
+        with socket.create_connection((name, int(port or 443)), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return one_line(exc)
+
+
+def _load_open_clip(spec: ClipSpec, device: torch.device, offline: bool) -> tuple[nn.Module, object]:
+    host = download_host(spec)
+    if host is not None and not offline:
+        problem = _reachable(host)
+        if problem is not None:
+            raise MissingWeightsError(
+                f"CLIP weights {spec.label} are not cached and {host} cannot be reached ({problem}); "
+                "connect to the internet once to cache them, or run with --offline and a local --clip DIR")
+    name, kwargs = spec.arch, {}
     if spec.local_dir:
         name = f"local-dir:{spec.local_dir}"
     elif spec.hf_hub:
@@ -185,32 +156,17 @@ def _load_open_clip(spec: ClipSpec, device: torch.device, offline: bool) -> tupl
     else:
         kwargs["pretrained"] = spec.pretrained
     try:
-        model = open_clip.create_model(name, device=device, **kwargs)
+        # Cached weights load without asking the network whether they changed.
+        with _hub_offline(offline or host is None):
+            model = open_clip.create_model(name, device=device, **kwargs)
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # noqa: BLE001 - open_clip, safetensors and hub raise many types
         raise _explain_load_failure(spec, exc, offline) from None
-    return model, open_clip.get_tokenizer(name)
-
-
-def _force_hf_offline() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # huggingface_hub reads the variable at import; set its constant too.
-        import huggingface_hub.constants as hf_constants
-
-        hf_constants.HF_HUB_OFFLINE = True
-    except (ImportError, AttributeError):
-        pass
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    if not text:
-        return type(exc).__name__
-    first = text[0]
-    return first if len(first) <= 160 else first[:157] + "..."
+    return model, tokenizer
 
 
 def _explain_load_failure(spec: ClipSpec, exc: Exception, offline: bool) -> Exception:
-    message = _first_line(exc)
+    message = one_line(exc)
     if spec.local_dir or (spec.pretrained and Path(spec.pretrained).is_file()):
         where = spec.local_dir or spec.pretrained
         return ModelError(f"CLIP checkpoint {where} could not be loaded ({message}); "
@@ -224,13 +180,18 @@ def _explain_load_failure(spec: ClipSpec, exc: Exception, offline: bool) -> Exce
     return ModelError(f"CLIP {spec.label} could not be loaded: {message}")
 
 
-def load_perceptor(specs: tuple[str, ...], device: torch.device, offline: bool = False,
-                   dtype: torch.dtype = torch.float32) -> Perceptor:
+def load_perceptor(specs: tuple[str | ClipSpec, ...], device: torch.device, offline: bool = False,
+                   dtype: torch.dtype = torch.float32, compile: bool = False) -> Perceptor:
+    """The CLIP ensemble for ``specs`` (``--clip`` strings or parsed specs) on ``device``."""
     if not specs:
         raise SettingsError("no CLIP model given; pass --clip, e.g. --clip ViT-B-32:openai")
-    parsed = [parse_clip_spec(s) for s in specs]
+    parsed = [spec if isinstance(spec, ClipSpec) else parse_clip_spec(spec) for spec in specs]
     models = []
     for spec in parsed:
         model, tokenizer = _load_open_clip(spec, device, offline)
         models.append(ClipModel(spec.label, model, tokenizer, spec.weight, dtype))
-    return Perceptor(models).to(device)
+    perceptor = Perceptor(models).to(device)
+    if compile:
+        for model in perceptor.models:
+            model.compile_image_tower()
+    return perceptor

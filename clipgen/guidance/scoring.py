@@ -1,9 +1,12 @@
-"""CLIP's own uses: score images against prompts, and zero-shot classification."""
+"""Scores: how well images match prompts (the run's reported similarity, candidate ranking,
+``clipgen score``) and zero-shot classification."""
 
 from __future__ import annotations
 
 import torch
 
+from clipgen.guidance.losses import cosine_similarity
+from clipgen.guidance.objective import Targets
 from clipgen.guidance.perceptor import Perceptor
 
 
@@ -26,3 +29,16 @@ def zero_shot_probabilities(perceptor: Perceptor, images: list, labels: list[str
         sims = (model.encode_pil(images) @ model.encode_text(labels).T).cpu()
         total += model.weight * (scale * sims).softmax(dim=-1)
     return total / sum(perceptor.weights)
+
+
+@torch.no_grad()
+def prompt_similarity(perceptor: Perceptor, image: torch.Tensor, targets: list[Targets]) -> float:
+    """Ensemble-weighted mean cosine similarity of the whole image to the positive targets."""
+    total, weight_sum = 0.0, 0.0
+    for model, target in zip(perceptor.models, targets):
+        positive = target.weights > 0
+        sims = cosine_similarity(model.encode_pil(image), target.embeds[positive])[0]
+        w = target.weights[positive]
+        total += model.weight * float((sims * w).sum() / w.sum())
+        weight_sum += model.weight
+    return total / weight_sum

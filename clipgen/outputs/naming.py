@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -21,8 +22,6 @@ def slugify(text: str, fallback: str = "image") -> str:
 
 def check_writable(out: str | Path) -> Path:
     """Fail early, before any work, if ``out`` cannot hold a run folder."""
-    import os
-
     path = Path(out).expanduser()
     probe = path
     while not probe.exists():

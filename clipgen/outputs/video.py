@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -20,8 +21,6 @@ def _even(image: Image.Image) -> np.ndarray:
 
 
 def write_mp4(frames: list[Path], path: Path, fps: int) -> Path:
-    import imageio_ffmpeg
-
     first = _even(Image.open(frames[0]))
     height, width = first.shape[:2]
     with atomic_path(path) as tmp:

@@ -1,4 +1,8 @@
-"""The run writer: a loop callback that saves frames, and the final files at the end."""
+"""The run writer: a loop callback that saves frames, and the final files at the end.
+
+It is called with the loop's ``StepState`` (``step``, ``total``, ``generator``, ``image()``);
+it reads only those, so it needs nothing from the run layer above it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipgen.generators.base import VectorGraphic
-from clipgen.run.loop import StepState
 from clipgen.atomic import write_text
 from clipgen.outputs.images import save_png, tensor_to_pil
+from clipgen.outputs.video import write_gif, write_mp4
 
 
 @dataclass
@@ -33,7 +37,7 @@ class RunWriter:
             self.frames = sorted(p for p in self.frames_dir.glob("*.png")
                                  if p.stem.isdigit() and int(p.stem) <= up_to)
 
-    def __call__(self, state: StepState) -> None:
+    def __call__(self, state) -> None:
         if not self.wants_frame(state.step, state.total):
             return
         self.frames_dir.mkdir(exist_ok=True)
@@ -43,7 +47,7 @@ class RunWriter:
         if self.svg_frames and isinstance(state.generator, VectorGraphic):
             write_text(path.with_suffix(".svg"), state.generator.to_svg())
 
-    def write_final(self, state: StepState) -> dict[str, Path]:
+    def write_final(self, state) -> dict[str, Path]:
         """The final PNG (and SVG for vector generators); returns their paths."""
         paths = {"image": save_png(self.folder / f"{self.slug}.png", tensor_to_pil(state.image()), self.metadata)}
         if isinstance(state.generator, VectorGraphic):
@@ -53,8 +57,6 @@ class RunWriter:
         return paths
 
     def write_animations(self, video: bool, gif: bool, fps: int) -> dict[str, Path]:
-        from clipgen.outputs.video import write_gif, write_mp4
-
         paths: dict[str, Path] = {}
         if not self.frames:
             return paths

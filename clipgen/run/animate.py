@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from clipgen.errors import SettingsError
+from clipgen.generators.base import EncodesImages
 from clipgen.run.loop import StepState
 
 
@@ -48,7 +49,7 @@ def wants_animation(settings) -> bool:
 def check_animation(settings, generator_cls) -> None:
     if not wants_animation(settings):
         return
-    if not hasattr(generator_cls, "init_from_image"):
+    if not issubclass(generator_cls, EncodesImages):
         raise SettingsError(f"generator {settings.generator!r} cannot re-encode a frame, so --zoom/--pan/"
                             "--rotate need one that can start from an image (pixels, fourier, vqgan, dvae)")
     if settings.save_every == 0:

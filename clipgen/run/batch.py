@@ -11,14 +11,21 @@ lives.
 
 from __future__ import annotations
 
-import html
-import json
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable, Iterable
 
-from clipgen.errors import InputFileError, SettingsError
+from clipgen.config.settings import Settings
+from clipgen.errors import ClipgenError, InputFileError, SettingsError
+from clipgen.guidance.perceptor import Perceptor
+from clipgen.inputs import read_text_file
+from clipgen.outputs.naming import slugify
+from clipgen.outputs.run_record import is_finished, read_record
+from clipgen.run.plan import RunPlan, plan_run
+from clipgen.run.runner import run_plan
+from clipgen.run.session import load_run_perceptor
+from clipgen.run.single import Result, resume_run
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,6 @@ def parse_batch_text(text: str, source: str = "batch file") -> list[BatchItem]:
 
 
 def read_batch_file(path: str | Path) -> list[BatchItem]:
-    from clipgen.inputs import read_text_file
-
     return parse_batch_text(read_text_file(path, "batch file"), source=f"batch file {path}")
 
 
@@ -75,46 +80,7 @@ def select_shard(items: list[BatchItem], index: int, count: int) -> list[BatchIt
 
 
 def folder_name(item: BatchItem) -> str:
-    from clipgen.outputs.naming import slugify
-
     return f"{item.index:04d}-{slugify(item.prompt)}"
-
-
-def run_record(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_finished(folder: Path) -> bool:
-    record = run_record(folder)
-    return bool(record) and record.get("status") == "finished"
-
-
-def write_index(out: Path) -> Path:
-    """``OUT/index.html``: a contact sheet of every finished run folder, with relative links."""
-    from clipgen.atomic import write_text
-
-    cards = []
-    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        record = run_record(folder)
-        if not record or record.get("status") != "finished":
-            continue
-        image = Path(record["files"]["image"])
-        rel = f"{folder.name}/{image.name}"
-        cards.append(
-            f'<figure><a href="{html.escape(rel)}"><img src="{html.escape(rel)}" loading="lazy"></a>'
-            f"<figcaption><b>{html.escape(record.get('prompt', ''))}</b><br>seed {record.get('seed')} · "
-            f"score {record.get('final_similarity', 0):.3f} · {record.get('seconds', 0):.1f} s · "
-            f'<a href="{html.escape(folder.name)}/run.json">run.json</a></figcaption></figure>')
-    page = ("<!doctype html><meta charset='utf-8'><title>clipgen batch</title><style>"
-            "body{font-family:sans-serif;display:flex;flex-wrap:wrap;gap:12px}"
-            "figure{width:256px;margin:0}img{width:256px;image-rendering:pixelated}</style>"
-            + "".join(cards))
-    path = out / "index.html"
-    write_text(path, page)
-    return path
 
 
 @dataclass
@@ -138,43 +104,51 @@ def existing_folder(out: Path, item: BatchItem) -> Path | None:
     return (finished or resumable or [None])[0]
 
 
-def run_batch(items: list[BatchItem], resolve, out: Path, resume: bool = False,
+class PerceptorCache:
+    """CLIP ensembles loaded once per distinct set of models, device, precision and mode."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple, Perceptor] = {}
+
+    def get(self, plan: RunPlan) -> Perceptor:
+        s = plan.settings
+        key = (s.clip, str(plan.device), plan.dtype, s.compile, s.offline)
+        if key not in self._loaded:
+            self._loaded[key] = load_run_perceptor(plan)
+        return self._loaded[key]
+
+
+def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
+             perceptors: PerceptorCache) -> Outcome:
+    previous = existing_folder(out, item) if resume else None
+    if previous is not None and is_finished(previous):
+        record = read_record(previous) or {}
+        return Outcome(item, "skipped", previous, record.get("final_similarity"), record.get("seconds", 0.0),
+                       record.get("seed"))
+    result: Result
+    if previous is not None:
+        result = resume_run(previous, callbacks=callbacks)
+    else:
+        plan = plan_run(settings)
+        result = run_plan(plan, callbacks=callbacks, perceptor=perceptors.get(plan), folder_name=folder_name(item))
+    return Outcome(item, "finished", result.paths["folder"], result.final_similarity, result.seconds,
+                   result.settings.seed)
+
+
+def run_batch(items: list[BatchItem], resolve: Callable[[BatchItem], Settings], out: Path, resume: bool = False,
               on_start=None, on_done=None, callbacks_for=None) -> list[Outcome]:
     """Run every item; a failing item is recorded and the batch goes on.
 
     ``resolve(item) -> Settings``; models are loaded once per distinct CLIP set and device.
     """
-    from clipgen import api
-    from clipgen.hardware import resolve_device
-    from clipgen.errors import ClipgenError
-    from clipgen.run.session import env_offline, load_run_perceptor
-
-    perceptors: dict[tuple, Any] = {}
+    perceptors = PerceptorCache()
     outcomes = []
     for item in items:
         if on_start:
             on_start(item)
         try:
-            settings = resolve(item)
-            previous = existing_folder(out, item) if resume else None
-            if previous is not None and is_finished(previous):
-                record = run_record(previous) or {}
-                outcome = Outcome(item, "skipped", previous, record.get("final_similarity"),
-                                  record.get("seconds", 0.0), record.get("seed"))
-            else:
-                callbacks = callbacks_for(item) if callbacks_for else []
-                if previous is not None:
-                    result = api.resume(previous, callbacks=callbacks)
-                else:
-                    offline = settings.offline or env_offline()
-                    key = (settings.clip, settings.device, settings.precision, settings.compile, offline)
-                    if key not in perceptors:
-                        perceptors[key] = load_run_perceptor(replace(settings, offline=offline),
-                                                             resolve_device(settings.device))
-                    result = api.run(settings, callbacks=callbacks, perceptor=perceptors[key],
-                                     folder_name=folder_name(item))
-                outcome = Outcome(item, "finished", result.paths["folder"], result.final_similarity,
-                                  result.seconds, result.settings.seed)
+            outcome = run_item(item, resolve(item), out, resume, callbacks_for(item) if callbacks_for else [],
+                               perceptors)
         except ClipgenError as exc:
             outcome = Outcome(item, "failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one broken prompt must not end a long batch

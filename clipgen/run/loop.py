@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import torch
 
@@ -95,17 +95,31 @@ class _LastGood:
         return self.step
 
 
-def forward_backward(generator: Generator, objective) -> torch.Tensor:
+class LossObjective(Protocol):
+    """What the loop optimises: backpropagates the loss of an image, returns it detached.
+    :class:`clipgen.guidance.objective.Objective` is one; :class:`PlainLoss` makes one."""
+
+    def loss_and_backward(self, image: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class PlainLoss:
+    """The objective protocol over a plain ``loss(image) -> scalar`` function."""
+
+    loss: Callable[[torch.Tensor], torch.Tensor]
+
+    def loss_and_backward(self, image: torch.Tensor) -> torch.Tensor:
+        loss = self.loss(image)
+        loss.backward()
+        return loss.detach()
+
+
+def forward_backward(generator: Generator, objective: LossObjective) -> torch.Tensor:
     """One step's loss, backpropagated into the generator's parameters (returned detached)."""
-    image = generator()
-    if hasattr(objective, "loss_and_backward"):
-        return objective.loss_and_backward(image)
-    loss = objective(image)
-    loss.backward()
-    return loss.detach()
+    return objective.loss_and_backward(generator())
 
 
-def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Tensor],
+def optimize(generator: Generator, objective: LossObjective,
              optimizer: torch.optim.Optimizer, steps: int, callbacks: Iterable[Callback] = (),
              start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
              check_every: int = 1) -> int:
@@ -114,10 +128,13 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
     Callbacks get step 0 first when starting fresh. Every ``check_every`` steps (and at
     the end) the loop checks that loss, gradients and parameters stayed finite; if not,
     it restores the last verified state, halves the learning rate and goes on from
-    there (callbacks see the redone steps again). Checking reads a flag from the
+    there (callbacks see the redone steps again). ``generator.after_step`` is told the
+    finished step after every step, once before the first and again after a rewind.
+    Checking reads a flag from the
     device, so on a GPU it is done only every few steps, never inside a step.
     """
     callbacks = list(callbacks)
+    generator.after_step(start_step)  # so a resumed run's schedules start where they stopped
     if start_step == 0:
         state = StepState(step=0, total=steps, loss=None, generator=generator, objective=objective)
         for callback in callbacks:
@@ -140,12 +157,13 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
         if flag is not None:
             pending.append(flag)
         optimizer.step()
-        generator.constrain_()
         step += 1
+        generator.after_step(step)
         if step % check_every == 0 or step == steps:
             if not verified():
                 retries += 1
                 step = last_good.restore()
+                generator.after_step(step)
                 if retries > MAX_NUMERIC_RETRIES:
                     raise NumericalError(
                         f"the loss kept becoming NaN/inf at step {step + 1} even after lowering the learning "
@@ -163,4 +181,5 @@ def optimize(generator: Generator, objective: Callable[[torch.Tensor], torch.Ten
     if step != last_good.step and not verified():
         # Stopped between checks with a broken state: hand back the last verified one.
         step = last_good.restore()
+        generator.after_step(step)
     return step

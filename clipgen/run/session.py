@@ -1,166 +1,115 @@
-"""Building a run: validate inputs, load models, make the generator and objective.
+"""Building a run from its plan: load CLIP, make the generator, encode the targets.
 
-Nothing here writes files: every error a user can cause is raised before the run's
-output folder exists.
+Nothing here writes files or checks user input: :func:`clipgen.run.plan.plan_run` has
+done every check that needs no model, so what can still fail here is a model itself.
 """
 
 from __future__ import annotations
 
-import os
 import random
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from clipgen.errors import PromptError, SettingsError
-from clipgen.config.settings import Settings
+from clipgen.errors import SettingsError
+from clipgen.generators import get_generator_class
+from clipgen.generators.base import EncodesImages, Generator, GeneratorContext, Regularized
+from clipgen.generators.masked import mask_generator
+from clipgen.guidance.cutouts import Cutouts
+from clipgen.guidance.objective import Objective, Targets, encode_targets
+from clipgen.guidance.perceptor import Perceptor, load_perceptor
+from clipgen.inputs import mask_to_tensor, resize_to
+from clipgen.run.animate import FrameTransform, wants_animation
+from clipgen.run.loop import make_optimizer
+from clipgen.run.plan import RunPlan
+from clipgen.run.story import StorySchedule
 
 
 @dataclass
 class Session:
-    settings: Settings
-    device: torch.device
-    perceptor: Any
-    generator: Any
-    objective: Any
+    plan: RunPlan
+    perceptor: Perceptor
+    generator: Generator
+    objective: Objective
     optimizer: torch.optim.Optimizer
-    targets: list
-    story: Any = None  # a StorySchedule, for prompt schedules
-    animation: Any = None  # a FrameTransform, for zoom/pan/rotate
+    targets: list[Targets]
+    story: StorySchedule | None = None  # prompt schedules
+    animation: FrameTransform | None = None  # zoom/pan/rotate
 
+    @property
+    def settings(self):
+        return self.plan.settings
 
-def env_offline() -> bool:
-    """CLIPGEN_OFFLINE=1 (or HF_HUB_OFFLINE=1) means: never touch the network."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("CLIPGEN_OFFLINE", "HF_HUB_OFFLINE"))
+    @property
+    def device(self) -> torch.device:
+        return self.plan.device
 
 
 def seed_everything(seed: int) -> None:
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def compute_dtype(settings: Settings, device: torch.device) -> torch.dtype:
-    from clipgen.hardware import resolve_precision
+def load_run_perceptor(plan: RunPlan) -> Perceptor:
+    """The run's CLIP ensemble, in the run's precision, compiled if asked.
 
-    return resolve_precision(settings.precision, device)
-
-
-def load_run_perceptor(settings: Settings, device: torch.device):
-    """The run's CLIP ensemble in the run's precision (compiled if asked)."""
-    from clipgen.guidance.perceptor import load_perceptor
-
-    perceptor = load_perceptor(settings.clip, device, offline=settings.offline,
-                               dtype=compute_dtype(settings, device))
-    if settings.compile == "on":
-        for model in perceptor.models:
-            model.compile_image_tower()
-    return perceptor
+    open_clip initialises every model randomly before loading its weights; that must not
+    move the run's random stream, so a seed gives the same image whenever CLIP is loaded.
+    """
+    settings = plan.settings
+    devices = [plan.device] if plan.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return load_perceptor(plan.inputs.clip, plan.device, offline=settings.offline, dtype=plan.dtype,
+                              compile=settings.compile == "on")
 
 
-def check_inputs(settings: Settings):
-    """Checks that need no model: prompts, files, names, output folder, device. Returns
-    ``(settings with seed/offline resolved, device, prompts, image prompts, init image)``."""
-    from clipgen.guidance.cutouts import check_augmentations
-    from clipgen.hardware import resolve_device
-    from clipgen.generators import get_generator_class
-    from clipgen.inputs import load_image
-    from clipgen.outputs.naming import check_writable
-    from clipgen.guidance.prompts import parse_image_prompt, parse_prompts
-
-    prompts = parse_prompts(settings.prompt)
-    image_prompts = []
-    for spec in settings.image_prompts:
-        parsed = parse_image_prompt(spec)
-        image_prompts.append((load_image(parsed.path, "image prompt"), parsed.weight))
-    if settings.story:
-        from clipgen.run.story import parse_story
-
-        parse_story(settings.story)
-    elif not prompts and not image_prompts:
-        raise PromptError("empty prompt; give a text prompt or --image-prompt PATH")
-    check_augmentations(settings.augment)
-    if (settings.video or settings.gif) and settings.save_every == 0:
-        raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
-    from clipgen.run.animate import check_animation
-
-    generator_cls = get_generator_class(settings.generator)
-    generator_cls.check_size(settings.width, settings.height, settings.options)
-    check_animation(settings, generator_cls)
-    init_image = load_image(settings.init_image, "init image") if settings.init_image else None
-    if settings.mask and init_image is None:
-        raise SettingsError("--mask needs --init-image: the mask marks which part of that image to change")
-    if settings.mask:
-        load_image(settings.mask, "mask")
-    check_writable(settings.out)
-    device = resolve_device(settings.device)
-    if settings.seed is None:
-        settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    if not settings.offline and env_offline():
-        settings = replace(settings, offline=True)
-    return settings, device, prompts, image_prompts, init_image
+def _make_generator(plan: RunPlan) -> tuple[Generator, torch.Tensor | None]:
+    """The generator (masked if asked) and the init image as a tensor at the run's size."""
+    settings, inputs = plan.settings, plan.inputs
+    context = GeneratorContext(device=plan.device, offline=settings.offline, steps=settings.steps,
+                               dtype=plan.dtype)
+    generator = get_generator_class(settings.generator)(settings.size, settings.options, context).to(plan.device)
+    if inputs.init_image is None:
+        return generator, None
+    init = resize_to(inputs.init_image, settings.size).to(plan.device)
+    if isinstance(generator, EncodesImages):
+        generator.init_from_image(init)
+    elif settings.init_weight == 0 and inputs.mask is None:
+        raise SettingsError(f"generator {settings.generator!r} cannot start from an image; "
+                            "use --init-weight to pull it towards the image instead")
+    if inputs.mask is not None:
+        generator = mask_generator(generator, init, mask_to_tensor(inputs.mask, settings.size).to(plan.device))
+    return generator, init
 
 
-def build_session(settings: Settings, perceptor=None) -> Session:
-    """Everything a run needs, loaded and validated; ``perceptor`` may be shared across runs."""
-    from clipgen.guidance.cutouts import Cutouts
-    from clipgen.generators import get_generator_class
-    from clipgen.generators.base import EncodesImages, GeneratorContext, Regularized
-    from clipgen.inputs import resize_to
-    from clipgen.run.loop import make_optimizer
-    from clipgen.hardware import check_fits
-    from clipgen.guidance.objective import Objective, encode_targets
-    settings, device, prompts, image_prompts, init_image = check_inputs(settings)
-    generator_cls = get_generator_class(settings.generator)
-    if perceptor is None:
-        perceptor = load_run_perceptor(settings, device)
-    dtype = compute_dtype(settings, device)
-    check_fits(settings.width, settings.height, settings.cutn, device, perceptor.input_sizes,
-               generator_cls.memory_factor, cut_batch=settings.cut_batch, dtype=dtype)
-
+def build_session(plan: RunPlan, perceptor: Perceptor | None = None) -> Session:
+    """Everything a run needs, loaded; ``perceptor`` may be shared across runs."""
+    settings, inputs = plan.settings, plan.inputs
     seed_everything(settings.seed)
-    context = GeneratorContext(device=device, offline=settings.offline, steps=settings.steps, dtype=dtype)
-    generator = generator_cls((settings.width, settings.height), settings.options, context).to(device)
-    # Capabilities of the generator itself, before any mask wrapper hides them.
-    regularizer = generator.regularization_loss if isinstance(generator, Regularized) else None
-    init_tensor = None
-    if init_image is not None:
-        init_tensor = resize_to(init_image, settings.size).to(device)
-        if isinstance(generator, EncodesImages):
-            generator.init_from_image(init_tensor)
-        elif settings.init_weight == 0 and not settings.mask:
-            raise SettingsError(f"generator {settings.generator!r} cannot start from an image; "
-                                "use --init-weight to pull it towards the image instead")
-        if settings.mask:
-            from clipgen.generators.masked import MaskedGenerator, load_mask
+    # The generator first: it checks its size before it reads any weights, and its weights
+    # are local, while CLIP may have to be downloaded.
+    generator, init = _make_generator(plan)
+    if perceptor is None:
+        perceptor = load_run_perceptor(plan)
 
-            generator = MaskedGenerator(generator, init_tensor, load_mask(settings.mask, settings.size).to(device))
-
-    story = None
-    if settings.story:
-        from clipgen.run.story import StorySchedule, parse_story
-
-        segments = parse_story(settings.story)
-        per_segment = [encode_targets(perceptor, [seg.prompt], image_prompts) for seg in segments]
-        targets = encode_targets(perceptor, prompts, image_prompts) if prompts else per_segment[-1]
+    per_segment = [encode_targets(perceptor, [seg.prompt], inputs.image_prompts) for seg in inputs.story]
+    if inputs.prompts or not per_segment:
+        targets = encode_targets(perceptor, inputs.prompts, inputs.image_prompts)
     else:
-        targets = encode_targets(perceptor, prompts, image_prompts)
-    cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(device)
+        targets = per_segment[-1]
+    cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(plan.device)
     objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,
-                          init_weight=settings.init_weight, init_image=init_tensor, regularizer=regularizer,
+                          init_weight=settings.init_weight, init_image=init,
+                          regularizer=generator.regularization_loss if isinstance(generator, Regularized) else None,
                           cut_batch=settings.cut_batch)
-    lr = settings.lr if settings.lr is not None else generator_cls.default_lr
+    lr = settings.lr if settings.lr is not None else type(generator).default_lr
     optimizer = make_optimizer(settings.optimizer, generator.param_groups(lr))
-    if settings.story:
-        story = StorySchedule(objective, segments, per_segment, settings.story_blend)
+    story = StorySchedule(objective, list(inputs.story), per_segment, settings.story_blend) if inputs.story else None
     animation = None
-    from clipgen.run.animate import FrameTransform, wants_animation
-
     if wants_animation(settings):
         animation = FrameTransform(generator, optimizer, settings.save_every, settings.zoom, settings.pan,
                                    settings.rotate)
-    return Session(settings, device, perceptor, generator, objective, optimizer, targets, story, animation)
+    return Session(plan, perceptor, generator, objective, optimizer, targets, story, animation)
+

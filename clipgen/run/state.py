@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipgen.errors import ModelError
+from clipgen.errors import ModelError, one_line
 from clipgen.atomic import atomic_path
 
 STATE_FILE = "state.pt"
@@ -109,6 +109,28 @@ def load_state(folder: Path) -> RunState:
             initial_similarity=float(payload["initial_similarity"]),
         )
     except Exception as exc:  # noqa: BLE001 - any failure means the file cannot be trusted
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path} is corrupt or truncated ({first}); resume from an intact copy "
+        raise ModelError(f"{path} is corrupt or truncated ({one_line(exc)}); resume from an intact copy "
                          "or start the run again") from None
+
+
+class Checkpointer:
+    """A loop callback that saves ``state.pt`` every ``every`` steps, and on demand.
+
+    It must be the step's last callback, so the RNG state it saves is exactly the one the
+    next step starts from, whatever the other callbacks drew.
+    """
+
+    def __init__(self, folder: Path, generator: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 settings: dict[str, Any], losses: list[float], initial_similarity: float, every: int):
+        self.folder, self.generator, self.optimizer = folder, generator, optimizer
+        self.settings, self.losses, self.initial_similarity, self.every = settings, losses, initial_similarity, every
+
+    def __call__(self, state) -> None:
+        if self.every and state.step and state.step % self.every == 0:
+            self.save(state.step)
+
+    def save(self, step: int) -> Path:
+        return save_state(self.folder, RunState(
+            step=step, generator=trainable_state(self.generator), optimizer=self.optimizer.state_dict(),
+            rng=capture_rng(), losses=[float(v) for v in self.losses], settings=self.settings,
+            initial_similarity=self.initial_similarity))

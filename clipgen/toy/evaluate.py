@@ -8,7 +8,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipgen import api
 from clipgen.toy import world
+from clipgen.toy.judge import load_shipped_judge, read_attributes
 
 # 20 prompts, every shape at least three times, colours and backgrounds spread out;
 # fixed so that rates can be compared across presets and versions.
@@ -47,9 +49,6 @@ class Judged:
 def evaluate_preset(preset: str, out: Path, prompts: tuple[tuple[str, str, str], ...] = PROMPT_SET,
                     seed: int = 0, judge=None, **overrides) -> dict:
     """Generate every prompt with ``preset`` (plus ``overrides``) and judge the results."""
-    from clipgen import api
-    from clipgen.toy.judge import load_shipped_judge, read_attributes
-
     judge = judge or load_shipped_judge()
     results = []
     for colour, shape, background in prompts:

@@ -17,9 +17,15 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from clipgen.atomic import atomic_path, write_text
+from clipgen.hardware import cpu_has_fast_bf16
 from clipgen.toy import world
+from clipgen.toy.augment import colour_jitter, random_warp
+from clipgen.toy.train_clip import HELD_OUT_SEED
+from clipgen.weights import builtin
 
 NO_POSITION = "scattered"
 HEADS: dict[str, list] = {
@@ -87,10 +93,6 @@ def train_judge(config: JudgeConfig, out_dir: Path | None = None,
                 on_step: Callable[[int, float], None] | None = None) -> dict:
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    from clipgen.toy.train_clip import colour_jitter, random_warp
-
-    from clipgen.hardware import cpu_has_fast_bf16
-
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
     memory_format = torch.channels_last if use_bf16 else torch.contiguous_format  # see precision.py
     model = Judge().train().to(memory_format=memory_format)
@@ -125,15 +127,11 @@ def train_judge(config: JudgeConfig, out_dir: Path | None = None,
 
 
 def world_seed_limit() -> int:
-    from clipgen.toy.train_clip import HELD_OUT_SEED
-
     return HELD_OUT_SEED - 10_000
 
 
 @torch.no_grad()
 def evaluate(model: Judge, n: int) -> dict[str, float]:
-    from clipgen.toy.train_clip import HELD_OUT_SEED
-
     images, _, labels = world.batch(HELD_OUT_SEED, n)
     return accuracy(model, to_tensor(images), labels)
 
@@ -149,10 +147,6 @@ def accuracy(model: Judge, images: torch.Tensor, labels: list[world.Label],
 
 
 def save_judge(model: Judge, out_dir: Path, metrics: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    from clipgen.atomic import atomic_path, write_text
-
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
@@ -165,14 +159,10 @@ def save_judge(model: Judge, out_dir: Path, metrics: dict | None = None) -> Path
 
 def load_shipped_judge() -> Judge:
     """The judge shipped with clipgen, after checking its pinned digest."""
-    from clipgen.weights import builtin
-
     return load_judge(builtin.verified_folder(builtin.get("judge", "toy")) / "judge.safetensors")
 
 
 def load_judge(path: Path) -> Judge:
-    from safetensors.torch import load_file
-
     model = Judge()
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)

@@ -25,7 +25,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from clipgen.atomic import atomic_path, write_text
+from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig, nearest_codes
+from clipgen.hardware import cpu_has_fast_bf16
 from clipgen.toy import world
+from clipgen.toy.judge import accuracy
 
 DDCONFIG = {
     "double_z": False, "z_channels": 64, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 64,
@@ -65,8 +69,6 @@ def yaml_config() -> dict:
 
 
 def build_model():
-    from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig
-
     return TamingVQGAN(VQGANConfig(kind="vq", embed_dim=EMBED_DIM, n_embed=N_EMBED, ddconfig=dict(DDCONFIG)))
 
 
@@ -117,7 +119,6 @@ def train(config: VQTrainConfig, out_dir: Path | None = None,
     started = time.perf_counter()
     pool = render_pool(config.pool_images, config.seed * 1_000_003)
     render_seconds = time.perf_counter() - started
-    from clipgen.hardware import cpu_has_fast_bf16
 
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
     # channels-last only pays with bf16 kernels; on AVX2 fp32 it was slower.
@@ -177,8 +178,6 @@ def restart_dead_codes(model, usage: torch.Tensor, latents: torch.Tensor, rng: r
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor) -> torch.Tensor:
     """``(N, 3, 64, 64)`` in [0, 1] through encoder, codebook and decoder, in [0, 1]."""
-    from clipgen.generators.vqgan.taming import nearest_codes
-
     h = encode(model, images * 2 - 1)
     z_q = F.embedding(nearest_codes(h, model.codebook), model.codebook).movedim(-1, 1)
     return model.decoder(model.post_quant_conv(z_q)).add(1).div(2).clamp(0, 1)
@@ -201,7 +200,6 @@ def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
     """``model.yaml`` + ``last.ckpt`` laid out like taming's Lightning checkpoints (fp16 tensors)."""
     import yaml
 
-    from clipgen.atomic import atomic_path, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
@@ -217,8 +215,6 @@ def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
 
 def judge_shape_accuracy(model, judge, n: int = 300) -> dict[str, float]:
     """How often the judge reads the true attributes in reconstructions of held-out images."""
-    from clipgen.toy.judge import accuracy
-
     images, labels = held_out(n)
     recon = torch.cat([reconstruct(model, chunk) for chunk in images.split(64)])
     return accuracy(judge, recon, labels, heads=("shape", "colour", "background"))

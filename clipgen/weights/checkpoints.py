@@ -30,7 +30,9 @@ from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from pathlib import Path
 from typing import Any
 
-from clipgen.errors import ModelError
+import torch
+
+from clipgen.errors import ModelError, one_line
 
 #: Opcodes that push a string operand onto the stack (used to follow STACK_GLOBAL).
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
@@ -71,21 +73,21 @@ def stand_in(name: str) -> type:
     return cls
 
 
-def _globals_in_pickle(stream) -> set[str]:
+def globals_in_pickle(stream) -> set[str]:
     """Names of the globals one pickle references, read without executing it."""
     found: set[str] = set()
     recent: list[str] = []
     for opcode, arg, _pos in pickletools.genops(stream):
         if opcode.name == "GLOBAL":
-            found.add(_python3_name(*arg.split(" ", 1)))
+            found.add(python3_name(*arg.split(" ", 1)))
         elif opcode.name == "STACK_GLOBAL" and len(recent) >= 2:
-            found.add(_python3_name(recent[-2], recent[-1]))
+            found.add(python3_name(recent[-2], recent[-1]))
         if opcode.name in _STRING_OPS:
             recent = (recent + [arg if isinstance(arg, str) else str(arg)])[-2:]
     return found
 
 
-def _python3_name(module: str, name: str) -> str:
+def python3_name(module: str, name: str) -> str:
     """The name torch's unpickler will look up: protocol-2 pickles use Python 2 names
     (``__builtin__.exec``), which it translates as the standard unpickler does."""
     if (module, name) in NAME_MAPPING:
@@ -103,12 +105,12 @@ def globals_in_checkpoint(path: Path) -> set[str]:
             if len(pickles) != 1:
                 raise ModelError(f"{path} is a zip file but not a PyTorch checkpoint (no data.pkl)")
             with archive.open(pickles[0]) as stream:
-                return _globals_in_pickle(stream)
+                return globals_in_pickle(stream)
     # Legacy format: magic number, protocol, sys info, then the object, each its own pickle.
     with open(path, "rb") as stream:
         found: set[str] = set()
         for _ in range(4):
-            found |= _globals_in_pickle(stream)
+            found |= globals_in_pickle(stream)
         return found
 
 
@@ -118,34 +120,34 @@ def load_checkpoint(path: str | Path, *, fix: str = "check the file") -> Any:
     Tensors are memory-mapped when the file is in the zip format, so only the tensors
     the caller actually copies are read from disk. ``fix`` completes error messages.
     """
-    import torch
-
     path = Path(path)
     try:
         names = globals_in_checkpoint(path)
     except ModelError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        raise ModelError(f"{path} is not a PyTorch checkpoint ({_one_line(exc)}); {fix}") from None
+        raise ModelError(f"{path} is not a PyTorch checkpoint ({load_error_line(exc)}); {fix}") from None
     mappings = [(stand_in(name), name) for name in sorted(names)]
     try:
         with torch.serialization.safe_globals(mappings):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError, TypeError,
             AttributeError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"cannot load checkpoint {path}: {_one_line(exc)}; {fix}") from None
+        raise ModelError(f"cannot load checkpoint {path}: {load_error_line(exc)}; {fix}") from None
 
 
 _BOILERPLATE = ("Weights only load failed", "(1)", "(2)", "Check the documentation")
 
 
-def _one_line(exc: BaseException) -> str:
-    """The informative line of an exception; torch's weights-only errors wrap the
-    reason in paragraphs of generic advice (including to disable the safety)."""
+def load_error_line(exc: BaseException) -> str:
+    """:func:`~clipgen.errors.one_line` for errors from loading a checkpoint: torch's
+    weights-only errors open with paragraphs of generic advice (including to disable the
+    safety), so the first line that names the actual reason is kept instead."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     specific = [line for line in lines if not line.startswith(_BOILERPLATE)]
-    line = (specific or lines or [type(exc).__name__])[0]
-    line = line.removeprefix("WeightsUnpickler error:").strip()
+    if not specific:
+        return one_line(exc, limit=200).rstrip(".")
+    line = specific[0].removeprefix("WeightsUnpickler error:").strip()
     return line.split(". Please use")[0][:200].rstrip(".")
 
 

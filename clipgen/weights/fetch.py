@@ -2,8 +2,11 @@
 
 A file is fetched to ``<filename>.part`` (with ``<filename>.part.url`` naming the mirror
 that started it), checked against the published size and SHA-256, and only then moved into
-place and recorded (see :mod:`.cache`). Network trouble with one mirror moves on to the
+place and recorded (see :mod:`.records`). Network trouble with one mirror moves on to the
 next; disk trouble is raised at once, since no other mirror would help.
+
+:func:`ensure` is the way runs ask for weights: cached and verified, downloaded first
+only when the caller allows it and is not offline.
 """
 
 from __future__ import annotations
@@ -17,22 +20,29 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from clipgen.errors import MissingWeightsError, ModelError, OutputError
+from clipgen import __version__
 from clipgen.atomic import write_text
-from clipgen.weights.cache import (
-    _CHUNK,
+from clipgen.errors import MissingWeightsError, ModelError, OutputError, one_line
+from clipgen.weights.cache import entry_dir, is_cached, resolve
+from clipgen.weights.records import (
+    CHUNK,
     ProgressCallback,
-    _check_file,
-    _download_hint,
-    _emit,
-    _part_path,
-    _write_record,
-    entry_dir,
-    is_offline,
+    check_file,
+    download_hint,
+    emit,
+    part_path,
+    write_record,
 )
 from clipgen.weights.registry import FileSpec, WeightsEntry, get_entry
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent downloads are the user's call
+    fcntl = None
+
 _TIMEOUT_S = 30
+# Some hosts refuse urllib's default "Python-urllib/x.y".
+_USER_AGENT = f"clipgen/{__version__} (+https://github.com/; urllib)"
 
 
 class _MirrorFailed(Exception):
@@ -43,27 +53,32 @@ class _MirrorFailed(Exception):
         self.bad_bytes = bad_bytes
 
 
-def _user_agent() -> str:
-    from clipgen import __version__
+def ensure(entry: str | WeightsEntry, *, offline: bool, download_missing: bool = False,
+           progress: ProgressCallback | None = None) -> dict[str, Path]:
+    """:func:`~clipgen.weights.cache.resolve`, downloading first when allowed
+    (``download_missing`` and not ``offline``)."""
+    entry = get_entry(entry)
+    if download_missing and not offline and not is_cached(entry):
+        return download(entry, offline=offline, progress=progress)
+    return resolve(entry, progress)
 
-    # Some hosts refuse urllib's default "Python-urllib/x.y".
-    return f"clipgen/{__version__} (+https://github.com/; urllib)"
 
-
-def download(entry: str | WeightsEntry, *, progress: ProgressCallback | None = None,
-             offline: bool = False, force: bool = False) -> dict[str, Path]:
+def download(entry: str | WeightsEntry, *, offline: bool, progress: ProgressCallback | None = None,
+             force: bool = False) -> dict[str, Path]:
     """Fetch every missing or unverifiable file of an entry; returns their paths.
 
+    ``offline`` is the caller's decision (the CLI reads the environment for it): when
+    True nothing is fetched and the error names the command to run once online.
     Each file goes to ``<filename>.part`` in the cache folder (resumed with an HTTP
     Range request when a previous attempt was interrupted), is checked against the
     published size and SHA-256, and only then moved into place with ``os.replace``, so
     a reader never sees a half-written or unverified file.
     """
     entry = get_entry(entry)
-    if is_offline(offline):
+    if offline:
         raise MissingWeightsError(
-            f"cannot download {entry.name!r} while offline (CLIPGEN_OFFLINE=1 or --offline); "
-            f"go online and run: {_download_hint(entry)}"
+            f"cannot download {entry.name!r} while offline (CLIPGEN_OFFLINE=1, HF_HUB_OFFLINE=1 or --offline); "
+            f"go online and run: {download_hint(entry)}"
         )
     folder = entry_dir(entry)
     paths = {}
@@ -75,8 +90,8 @@ def download(entry: str | WeightsEntry, *, progress: ProgressCallback | None = N
                 paths[spec.filename] = path
                 if path.is_file() and not force:
                     try:
-                        _check_file(entry, spec, path, progress)
-                        _emit(progress, "skip", spec.filename, total=path.stat().st_size)
+                        check_file(entry, spec, path, progress)
+                        emit(progress, "skip", spec.filename, total=path.stat().st_size)
                         continue
                     except ModelError:
                         pass  # wrong bytes on disk: fetch a fresh copy below
@@ -93,9 +108,7 @@ def download(entry: str | WeightsEntry, *, progress: ProgressCallback | None = N
 @contextlib.contextmanager
 def _folder_lock(folder: Path):
     """Serialise downloads of one entry across processes (a second waits, then finds it cached)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; concurrent downloads are the user's call
+    if fcntl is None:
         yield
         return
     with open(folder / ".lock", "w") as handle:
@@ -108,7 +121,7 @@ def _folder_lock(folder: Path):
 
 def _download_file(entry: WeightsEntry, spec: FileSpec, path: Path,
                    progress: ProgressCallback | None) -> None:
-    part = _part_path(path)
+    part = part_path(path)
     failures: list[str] = []
     saw_bad_bytes = False
     for url in spec.urls:
@@ -125,12 +138,12 @@ def _download_file(entry: WeightsEntry, spec: FileSpec, path: Path,
                     if resumed and attempt == 0:
                         continue
                 failures.append(f"{urllib.parse.urlsplit(url).netloc}: {exc}")
-                _emit(progress, "mirror-failed", spec.filename, url=url, message=str(exc))
+                emit(progress, "mirror-failed", spec.filename, url=url, message=str(exc))
                 break
             os.replace(part, path)
             _origin_path(part).unlink(missing_ok=True)
-            _write_record(path, digest, source=url, published=spec.sha256 is not None)
-            _emit(progress, "done", spec.filename, done=path.stat().st_size, total=path.stat().st_size, url=url)
+            write_record(path, digest, source=url, published=spec.sha256 is not None)
+            emit(progress, "done", spec.filename, done=path.stat().st_size, total=path.stat().st_size, url=url)
             return
     summary = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
     if saw_bad_bytes:
@@ -140,7 +153,7 @@ def _download_file(entry: WeightsEntry, spec: FileSpec, path: Path,
         )
     raise MissingWeightsError(
         f"could not download {entry.name}/{spec.filename} ({summary or 'no mirrors'}); "
-        f"check the connection and run: {_download_hint(entry)}"
+        f"check the connection and run: {download_hint(entry)}"
     )
 
 
@@ -154,7 +167,7 @@ def _fetch(url: str, spec: FileSpec, part: Path, progress: ProgressCallback | No
         _discard_part(part)
         have = 0
     digest = hashlib.sha256()
-    headers = {"User-Agent": _user_agent()}
+    headers = {"User-Agent": _USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(url, headers=headers)
@@ -192,12 +205,12 @@ def _fetch(url: str, spec: FileSpec, part: Path, progress: ProgressCallback | No
         if spec.size is not None and total is not None and total != spec.size:
             raise _MirrorFailed(f"offers {total} bytes, expected {spec.size}")
         total = total if total is not None else spec.size
-        _emit(progress, "start", spec.filename, done=have, total=total, url=url)
+        emit(progress, "start", spec.filename, done=have, total=total, url=url)
         done = have
         with open(part, mode) as fh:  # disk errors propagate: no other mirror would help
             while True:
                 try:
-                    chunk = response.read(_CHUNK)
+                    chunk = response.read(CHUNK)
                 except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                     # The part stays for the next attempt to resume.
                     raise _MirrorFailed(f"interrupted after {done} bytes ({_reason(exc)})") from None
@@ -206,7 +219,7 @@ def _fetch(url: str, spec: FileSpec, part: Path, progress: ProgressCallback | No
                 fh.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
-                _emit(progress, "download", spec.filename, done=done, total=total, url=url)
+                emit(progress, "download", spec.filename, done=done, total=total, url=url)
     if total is not None and done < total:
         # http.client returns short reads, not errors, when a connection drops mid-body;
         # without this a file of unpublished size could be kept truncated.
@@ -244,7 +257,7 @@ def _discard_part(part: Path) -> None:
 
 def _hash_existing(part: Path, digest):
     with open(part, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest
 
@@ -261,5 +274,6 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
 
 
 def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    return str(reason).splitlines()[0] if str(reason) else type(exc).__name__
+    # URLError says "<urlopen error [Errno 111] ...>": its cause alone reads better.
+    cause = getattr(exc, "reason", None)
+    return one_line(cause if isinstance(cause, BaseException) else exc)

@@ -2,7 +2,7 @@
 
 An entry is a name, a kind (``vqgan``, ``dalle-dvae``, ``biggan-deep``…), a description
 and the files it consists of (:mod:`.spec`). Each family of models keeps its entries in
-its own module (``vqgan_entries.py``…); adding a family is one module plus one line in
+its own module (``entries/vqgan.py``…); adding a family is one module plus one line in
 :data:`ENTRIES`. Nothing else in the package knows about particular models.
 
 This module is pure data and lookups: no disk, no network (see :mod:`.cache` and

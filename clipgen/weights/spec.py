@@ -1,8 +1,14 @@
-"""What a registry entry is: a named model made of files, each with mirrors, size and digest."""
+"""What a registry entry is: a named model made of files, each with mirrors, size and digest.
+
+:func:`build_entry` makes one from data laid out the way sources publish it (what is known
+about each file, then the mirrors, each hosting the whole set), so an entry module is a
+table rather than nested constructors (compare open_clip's ``_pcfg``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,33 @@ class WeightsEntry:
     @property
     def exact_size(self) -> bool:
         return all(spec.size is not None for spec in self.files)
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What is known about one file apart from where it is hosted (see :class:`FileSpec`)."""
+
+    size: int | None = None
+    sha256: str | None = None
+    approx_size: int | None = None
+    retired_urls: tuple[str, ...] = ()
+
+
+#: One mirror: a URL per file of the entry, in the entry's file order; None where that
+#: mirror lacks the file.
+Mirror = Sequence[str | None]
+
+
+def build_entry(name: str, kind: str, description: str, files: Mapping[str, FileFacts],
+                mirrors: Iterable[Mirror]) -> WeightsEntry:
+    """An entry from its files (filename -> facts) and its mirrors, in the order they are tried."""
+    mirrors = list(mirrors)
+    for mirror in mirrors:
+        if len(mirror) != len(files):  # a typo in the registry data, caught at import
+            raise ValueError(f"{name}: a mirror lists {len(mirror)} URLs for {len(files)} files: {mirror}")
+    specs = tuple(
+        FileSpec(filename, tuple(m[column] for m in mirrors if m[column] is not None),
+                 facts.size, facts.sha256, facts.approx_size, facts.retired_urls)
+        for column, (filename, facts) in enumerate(files.items())
+    )
+    return WeightsEntry(name, kind, description, specs)

@@ -7,7 +7,7 @@ default, as BigSleep) every generator block gets its own ``z`` and class vector;
 ``"shared"`` one of each conditions the whole network, as BigGAN was trained.
 
 ``z`` starts as a truncated normal (``|z| <= 2*truncation``, BigGAN's truncation trick)
-and :meth:`constrain_` keeps it there. :meth:`regularization_loss` keeps the search in
+and :meth:`after_step` keeps it there. :meth:`regularization_loss` keeps the search in
 the region BigGAN was trained on: it penalises drift of each noise vector's mean, std,
 skew and kurtosis from the truncated normal's, and class mass outside the top class
 (BigSleep's two terms, rescaled to this project's loss units).
@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipgen import weights
+from clipgen.config.typed import option
 from clipgen.errors import MissingWeightsError, SettingsError
 from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.biggan.classes import IMAGENET_CLASSES, class_label, find_class
-from clipgen.config.typed import option
+from clipgen.generators.biggan.loader import load_biggan, num_conditions, synthesize
+from clipgen.generators.common import model_option, registry_files
 from clipgen.weights.entries.biggan import BIGGAN_CONFIG, BIGGAN_WEIGHTS
 
 DEFAULT_MODEL = "biggan-deep-256"
@@ -57,8 +58,7 @@ LOGIT_BOUND = 10.0
 
 @dataclass(frozen=True)
 class BigGANOptions:
-    model: str = option(DEFAULT_MODEL, help="Registered BigGAN-deep (see: clipgen models list)",
-                        choices=weights.names("biggan-deep"))
+    model: str = model_option(DEFAULT_MODEL, "biggan-deep", "BigGAN-deep")
     model_dir: str | None = option(None, help="Local folder with config.json + pytorch_model.bin (overrides model)")
     class_name: str | None = option(None, help="ImageNet class to start from, e.g. 'golden retriever' (or 0-999)")
     fix_class: bool = option(False, help="Keep class_name fixed; only the noise is searched")
@@ -73,6 +73,16 @@ class BigGANOptions:
     init_steps: int = option(60, min=0, max=10_000,
                              help="With --init-image: Adam steps fitting the generator to it by pixel MSE")
 
+    def __post_init__(self) -> None:
+        # Here rather than at load time, so a bad class or path fails before CLIP or any model loads.
+        _class_index(self)
+        if self.model_dir:
+            folder = Path(self.model_dir).expanduser()
+            for name in (BIGGAN_CONFIG, BIGGAN_WEIGHTS):
+                if not (folder / name).is_file():
+                    raise MissingWeightsError(f"BigGAN folder {folder} has no {name}; it needs {BIGGAN_CONFIG} "
+                                              f"and {BIGGAN_WEIGHTS} (check biggan.model_dir)")
+
 
 class BigGANGenerator(Generator):
     """Noise and class logits fed through a frozen BigGAN-deep."""
@@ -85,8 +95,6 @@ class BigGANGenerator(Generator):
 
     def __init__(self, size: tuple[int, int], options: BigGANOptions, context: GeneratorContext):
         super().__init__(size, options, context)
-        from clipgen.generators.biggan.loader import load_biggan, num_conditions
-
         class_index = _class_index(options)
         config_path, weights_path, fix = _model_files(options, context)
         self.biggan = load_biggan(config_path, weights_path, context.device, fix)
@@ -107,11 +115,6 @@ class BigGANGenerator(Generator):
             logits = initial_logits(rows, config.num_classes, options.class_activation, class_index)
             self.class_logits = nn.Parameter(logits.to(context.device))
 
-    @classmethod
-    def check_size(cls, width: int, height: int, options: BigGANOptions) -> None:
-        """Any size works (see the module docstring); checks the class options before any loading."""
-        _class_index(options)
-
     def class_vector(self) -> torch.Tensor:
         """``(rows, num_classes)``: what BigGAN is conditioned on, each entry in ``[0, 1]``."""
         if self.class_logits is None:
@@ -122,8 +125,6 @@ class BigGANGenerator(Generator):
 
     def render(self) -> torch.Tensor:
         """The native-resolution image ``(1, 3, R, R)`` in ``[0, 1]``."""
-        from clipgen.generators.biggan.loader import synthesize
-
         classes = self.class_vector()
         if classes.shape[0] != self.z.shape[0]:  # a fixed class serves every row
             classes = classes.expand(self.z.shape[0], -1)
@@ -133,12 +134,8 @@ class BigGANGenerator(Generator):
     def forward(self) -> torch.Tensor:
         return fit_to_size(self.render(), self.height, self.width)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        params = [self.z] if self.class_logits is None else [self.z, self.class_logits]
-        return [{"params": params, "lr": lr}]
-
     @torch.no_grad()
-    def constrain_(self) -> None:
+    def after_step(self, step: int) -> None:
         bound = 2.0 * self.truncation
         self.z.clamp_(-bound, bound)
         if self.class_logits is not None:
@@ -157,9 +154,6 @@ class BigGANGenerator(Generator):
         """Fit noise and classes to ``image`` (1, 3, H, W) in [0, 1]: ``init_steps`` Adam
         steps on pixel MSE plus the regulariser (BigGAN has no encoder to invert it)."""
         target = image.to(self.z.device, self.z.dtype)
-        if target.shape[-2:] != (self.height, self.width):
-            target = F.interpolate(target, size=(self.height, self.width), mode="bilinear",
-                                   align_corners=False, antialias=True)
         optimizer = torch.optim.Adam(self.param_groups(self.default_lr))
         with torch.enable_grad():  # callers may hold no_grad; this fit needs gradients
             for _ in range(self.options.init_steps):
@@ -167,7 +161,7 @@ class BigGANGenerator(Generator):
                 loss = F.mse_loss(self(), target) + self.regularization_loss()
                 loss.backward()
                 optimizer.step()
-                self.constrain_()
+                self.after_step(0)  # the fit comes before the run's first step
 
     @torch.no_grad()
     def top_classes(self, k: int = 5) -> list[tuple[str, float]]:
@@ -238,15 +232,8 @@ def _class_index(options: BigGANOptions) -> int | None:
 
 def _model_files(options: BigGANOptions, context: GeneratorContext) -> tuple[Path, Path, str]:
     """(config.json, pytorch_model.bin, how-to-fix) for a local folder or a registry entry."""
-    if options.model_dir:
+    if options.model_dir:  # the options checked that both files are there
         folder = Path(options.model_dir).expanduser()
-        for name in (BIGGAN_CONFIG, BIGGAN_WEIGHTS):
-            if not (folder / name).is_file():
-                raise MissingWeightsError(f"BigGAN folder {folder} has no {name}; it needs {BIGGAN_CONFIG} "
-                                          f"and {BIGGAN_WEIGHTS} (check biggan.model_dir)")
         return folder / BIGGAN_CONFIG, folder / BIGGAN_WEIGHTS, "check biggan.model_dir"
-    entry = weights.get_entry(options.model, kind="biggan-deep")
-    # Never downloads from inside a run; offline or not, a missing model names the command.
-    files = weights.ensure(entry, offline=context.offline, download_missing=False)
-    fix = f"fetch it again with: clipgen models download {entry.name}"
+    files, fix = registry_files(options.model, "biggan-deep", context.offline)
     return files[BIGGAN_CONFIG], files[BIGGAN_WEIGHTS], fix

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from clipgen.weights.checkpoints import load_checkpoint
-from clipgen.errors import MissingDependencyError, ModelError
+from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
+from clipgen.errors import MissingDependencyError, ModelError, one_line
 
 #: The keys a BigGANConfig JSON must carry (the package fills missing ones with its 128 defaults).
 CONFIG_KEYS = ("output_dim", "z_dim", "class_embed_dim", "channel_width", "num_classes", "layers",
@@ -62,7 +62,7 @@ def read_config(path: str | Path, fix: str = "check the file") -> Any:
     except OSError as exc:
         raise ModelError(f"cannot read BigGAN config {path}: {exc.strerror}; {fix}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"BigGAN config {path} is not valid JSON ({str(exc).splitlines()[0]}); {fix}") from None
+        raise ModelError(f"BigGAN config {path} is not valid JSON ({one_line(exc)}); {fix}") from None
     if not isinstance(data, dict):
         raise ModelError(f"BigGAN config {path} is not a JSON object; {fix}")
     missing = [key for key in CONFIG_KEYS if key not in data]
@@ -128,8 +128,6 @@ def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
     """The tensors of a ``state_dict`` file (``module.`` prefixes of DataParallel saves removed)."""
-    from clipgen.weights.checkpoints import state_dict_of
-
     state = state_dict_of(checkpoint, path, fix, what="BigGAN weights")
     return {k.removeprefix("module."): v for k, v in state.items()
             if isinstance(k, str) and isinstance(v, torch.Tensor)}

@@ -151,7 +151,7 @@ class ClipDrawGenerator(Generator):
         ]
 
     @torch.no_grad()
-    def constrain_(self) -> None:
+    def after_step(self, step: int) -> None:
         self.widths.clamp_(self.options.min_width, self.options.max_width)
         self.rgb.clamp_(0, 1)
         self.alpha.clamp_(0, 1)

@@ -11,8 +11,8 @@ into a relaxed one-hot over the vocabulary and decodes it with OpenAI's dVAE dec
 When no gradient is being taken (rendering frames, scoring the result) the generator
 shows its mode instead of a random sample: the argmax tokens in hard mode, the tempered
 softmax in soft mode. The temperature can anneal from ``temperature`` to
-``temperature_end`` over ``anneal_steps``; the generator counts its own steps in
-:meth:`constrain_`, which the loop calls once after every optimiser step.
+``temperature_end`` over ``anneal_steps``: it is a function of the finished step the loop
+last gave :meth:`after_step`, so a resumed or rewound run is at the right temperature.
 
 The decoder's six output channels are the parameters of a logit-Laplace distribution per
 pixel; the first three, through a sigmoid and dall_e's ``unmap_pixels``, are the image.
@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipgen import weights
+from clipgen.config.typed import option
+from clipgen.errors import ModelError, SettingsError
+from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.generators.common import clamp_with_grad, existing_file, model_option, require_multiple
 from clipgen.generators.dvae.loader import PartSource, converted_paths, entry_part, load_part
 from clipgen.generators.dvae.pickle_gate import PickleSource, import_dall_e
-from clipgen.errors import MissingWeightsError, ModelError, SettingsError
-from clipgen.generators.base import Generator, GeneratorContext
-from clipgen.generators.vqgan.generator import clamp_with_grad
-from clipgen.config.typed import option
 from clipgen.weights.entries.dvae import DVAE_DECODER, DVAE_ENCODER
 
 DEFAULT_MODEL = "dalle-dvae"
@@ -50,8 +49,7 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 @dataclass(frozen=True)
 class DVAEOptions:
-    model: str = option(DEFAULT_MODEL, help="Registered dVAE (see: clipgen models list)",
-                        choices=weights.names("dalle-dvae"))
+    model: str = model_option(DEFAULT_MODEL, "dalle-dvae", "dVAE")
     decoder: str | None = option(None, help="Local decoder.pkl, or a converted decoder.safetensors (overrides model)")
     encoder: str | None = option(None, help="Local encoder.pkl or encoder.safetensors (only for --init-image)")
     decoder_sha256: str | None = option(None, help="Pinned SHA-256 of the decoder .pkl: unpickled only if it matches")
@@ -74,6 +72,10 @@ class DVAEOptions:
             value = getattr(self, name)
             if value is not None and not _SHA256.fullmatch(value):
                 raise SettingsError(f"dvae.{name}: expected 64 hexadecimal digits, got {value!r}")
+        # Here rather than at load time, so a wrong path fails before CLIP or any model loads.
+        for part in ("decoder", "encoder"):
+            if getattr(self, part):
+                existing_file(getattr(self, part), f"dVAE {part}", f"check dvae.{part}")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -139,25 +141,18 @@ class DVAEGenerator(Generator):
     memory_factor = 1800.0
     Options = DVAEOptions
 
-    @classmethod
-    def check_size(cls, width: int, height: int, options) -> None:
-        if width % FACTOR or height % FACTOR:
-            raise SettingsError(
-                f"dvae needs a size that is a multiple of {FACTOR} (the dVAE downsamples {FACTOR}x); "
-                f"got {width}x{height}, try {_round(width)}x{_round(height)}"
-            )
-
     def __init__(self, size: tuple[int, int], options: DVAEOptions, context: GeneratorContext):
+        require_multiple("dvae", size, FACTOR, f"the dVAE downsamples {FACTOR}x")
         super().__init__(size, options, context)
         self.anneal_steps = options.anneal_steps or max(1, context.steps)
-        self.check_size(self.width, self.height, options)
+        self.step = 0  # finished optimiser steps, as last told by after_step
+        self._encoder: nn.Module | None = None  # loaded on the first init_from_image
         self._eps = float(import_dall_e().utils.logit_laplace_eps)
         self.decoder = load_part(_part_source(options, "decoder"), "Decoder", context.device)
         if self.decoder.output_channels < 3:
             raise ModelError(f"this dVAE decoder makes {self.decoder.output_channels} channels; an image needs 3")
         self.vocab_size = int(self.decoder.vocab_size)
         self.register_buffer("bias", blacklist_bias(options.blacklist, self.vocab_size), persistent=False)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.tokens_hw = (self.height // FACTOR, self.width // FACTOR)
         # Drawn on the CPU so a seed gives the same start on every device.
         start = torch.randn(1, self.vocab_size, *self.tokens_hw) * options.init_scale
@@ -166,7 +161,7 @@ class DVAEGenerator(Generator):
     @property
     def temperature(self) -> float:
         o = self.options
-        return temperature_at(int(self.step), o.temperature, o.temperature_end, self.anneal_steps, o.schedule)
+        return temperature_at(self.step, o.temperature, o.temperature_end, self.anneal_steps, o.schedule)
 
     def forward(self) -> torch.Tensor:
         codes = relaxed_one_hot(self.logits + self.bias, self.temperature, self.options.hard,
@@ -182,25 +177,25 @@ class DVAEGenerator(Generator):
         # saturated pixels back into range (unmap_pixels' clamp would zero them).
         return clamp_with_grad((mean - self._eps) / (1 - 2 * self._eps), 0.0, 1.0)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        return [{"params": [self.logits], "lr": lr}]
+    def after_step(self, step: int) -> None:
+        self.step = step
 
-    @torch.no_grad()
-    def constrain_(self) -> None:
-        # Called once after every optimiser step: the clock of the temperature schedule.
-        self.step += 1
+    def encoder(self) -> nn.Module:
+        """The dVAE encoder, loaded once per generator (``--zoom`` re-encodes every frame)."""
+        if self._encoder is None:
+            encoder = load_part(_part_source(self.options, "encoder"), "Encoder", self.logits.device)
+            if int(encoder.vocab_size) != self.vocab_size:
+                raise ModelError(f"the dVAE encoder has {encoder.vocab_size} codes, the decoder "
+                                 f"{self.vocab_size}; use an encoder and decoder that belong together")
+            # Kept outside the module tree: it is not part of what is optimised or saved.
+            object.__setattr__(self, "_encoder", encoder)
+        return self._encoder
 
     @torch.no_grad()
     def init_from_image(self, image: torch.Tensor) -> None:
         """Start from the tokens the dVAE encoder gives ``image`` (1, 3, H, W) in [0, 1]."""
-        encoder = load_part(_part_source(self.options, "encoder"), "Encoder", self.logits.device)
-        if int(encoder.vocab_size) != self.vocab_size:
-            raise ModelError(f"the dVAE encoder has {encoder.vocab_size} codes, the decoder {self.vocab_size}; "
-                             "use an encoder and decoder that belong together")
+        encoder = self.encoder()
         image = image.to(self.logits.device, torch.float32)
-        if image.shape[-2:] != (self.height, self.width):
-            image = F.interpolate(image, size=(self.height, self.width), mode="bilinear",
-                                  align_corners=False, antialias=True)
         map_pixels = import_dall_e().utils.map_pixels
         scores = encoder(map_pixels(image[:1])).float() + self.bias
         self.logits.copy_(peaked_logits(scores.argmax(dim=1), self.vocab_size, self.options.init_peak))
@@ -211,17 +206,11 @@ class DVAEGenerator(Generator):
         return (self.logits + self.bias).argmax(dim=1)[0]
 
 
-def _round(value: int) -> int:
-    return max(FACTOR, round(value / FACTOR) * FACTOR)
-
-
 def _part_source(options: DVAEOptions, part: str) -> PartSource:
     """Where the ``decoder``/``encoder`` comes from: a local file, else the registry entry."""
     local, pin = getattr(options, part), getattr(options, f"{part}_sha256")
     if local:
-        path = Path(local).expanduser()
-        if not path.is_file():
-            raise MissingWeightsError(f"dVAE {part} {path} does not exist; check dvae.{part}")
+        path = Path(local).expanduser()  # the options checked that it exists
         if path.suffix == ".safetensors":
             return PartSource(converted=path)
         tensors, config = converted_paths(path.with_suffix(""))

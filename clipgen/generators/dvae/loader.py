@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from clipgen.weights.checkpoints import _one_line
-from clipgen.generators.dvae.pickle_gate import PickleSource, module_class, sha256_bytes, unpickle_module
-from clipgen.errors import ModelError
+from clipgen import weights
 from clipgen.atomic import atomic_path, write_text
+from clipgen.errors import MissingWeightsError, ModelError
+from clipgen.generators.dvae.pickle_gate import PickleSource, module_class, sha256_bytes, unpickle_module
+from clipgen.weights.checkpoints import load_error_line
+from clipgen.weights.records import read_record
 
 #: The architecture fields of each class (dall_e attrs fields), as stored in the JSON config.
 CONFIG_FIELDS = {
@@ -48,8 +52,6 @@ def converted_paths(stem: Path) -> tuple[Path, Path]:
 
 def save_converted(module: nn.Module, stem: Path, source_sha256: str | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.safetensors`` and ``<stem>.json``; the JSON last, as the commit marker."""
-    from safetensors.torch import save_file
-
     tensors_path, config_path = converted_paths(stem)
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(tensors_path) as tmp:
@@ -68,7 +70,7 @@ def read_converted_config(config_path: Path, expected: str) -> dict[str, int]:
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read dVAE config {config_path} ({_one_line(exc)}); convert the model again") from None
+        raise ModelError(f"cannot read dVAE config {config_path} ({load_error_line(exc)}); convert the model again") from None
     if not isinstance(data, dict) or data.get("format") != CONFIG_FORMAT or data.get("class") != expected:
         raise ModelError(f"{config_path} is not a converted dall_e {expected} config; convert the model again")
     config = data.get("config")
@@ -87,14 +89,11 @@ def build_module(expected: str, config: dict[str, int]) -> nn.Module:
         # Meta tensors: no time spent initialising weights that are replaced anyway.
         return cls(**config, device=torch.device("meta"), requires_grad=False)
     except ValueError as exc:  # attrs validators (e.g. vocab_size >= 512)
-        raise ModelError(f"dall_e cannot build a {expected} with {config}: {_one_line(exc)}") from None
+        raise ModelError(f"dall_e cannot build a {expected} with {config}: {load_error_line(exc)}") from None
 
 
 def load_converted(tensors_path: Path, expected: str) -> nn.Module:
     """A dall_e module rebuilt from ``<stem>.json`` with ``<stem>.safetensors``'s tensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     tensors_path = Path(tensors_path)
     config_path = converted_paths(tensors_path)[1]
     if not config_path.is_file():
@@ -103,7 +102,7 @@ def load_converted(tensors_path: Path, expected: str) -> nn.Module:
     try:
         state = load_file(str(tensors_path))
     except (OSError, SafetensorError) as exc:
-        raise ModelError(f"cannot read {tensors_path} ({_one_line(exc)}); convert the model again") from None
+        raise ModelError(f"cannot read {tensors_path} ({load_error_line(exc)}); convert the model again") from None
     expected_state = module.state_dict()
     for key, tensor in expected_state.items():
         value = state.get(key)
@@ -161,9 +160,7 @@ def recorded_digest(urls: tuple[str, ...], path: Path) -> str | None:
     A record written for a file someone copied into the cache (source ``local``) pins
     nothing: it only says what the file was when first seen, not where it came from.
     """
-    from clipgen.weights.cache import _read_record
-
-    record = _read_record(path) or {}
+    record = read_record(path) or {}
     digest = record.get("sha256")
     return digest if isinstance(digest, str) and record.get("source") in urls else None
 
@@ -174,9 +171,6 @@ def entry_part(entry_name: str, filename: str, *, trust_checkpoint: bool = False
 
     Never downloads: a missing file is a MissingWeightsError naming the command.
     """
-    from clipgen import weights
-    from clipgen.errors import MissingWeightsError
-
     entry = weights.get_entry(entry_name, kind="dalle-dvae")
     spec = entry.file(filename)
     path = weights.entry_dir(entry) / filename
@@ -195,8 +189,6 @@ def entry_part(entry_name: str, filename: str, *, trust_checkpoint: bool = False
 
 def convert_entry(entry_name: str, *, trust_checkpoint: bool = False) -> list[Path]:
     """``clipgen models convert``: every pickled file of a dVAE entry -> safetensors + JSON."""
-    from clipgen import weights
-
     entry = weights.get_entry(entry_name)
     if entry.kind != "dalle-dvae":
         raise ModelError(f"{entry.name} is a {entry.kind} model, which is loaded without unpickling; "

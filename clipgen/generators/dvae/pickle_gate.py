@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clipgen.weights.checkpoints import _globals_in_pickle, _one_line, _python3_name
+from clipgen.weights.checkpoints import globals_in_pickle, load_error_line, python3_name
 from clipgen.errors import MissingDependencyError, ModelError
 
 #: Every global a pickled dall_e Encoder/Decoder needs, and nothing else.
@@ -118,12 +118,12 @@ def globals_in_bytes(data: bytes) -> set[str]:
             if len(pickles) != 1:
                 raise ValueError("a zip file without data.pkl")
             with archive.open(pickles[0]) as stream:
-                return _globals_in_pickle(stream)
+                return globals_in_pickle(stream)
     # Legacy format: magic number, protocol, sys info, then the object, each its own pickle.
     stream = io.BytesIO(data)
     found: set[str] = set()
     for _ in range(4):
-        found |= _globals_in_pickle(stream)
+        found |= globals_in_pickle(stream)
     return found
 
 
@@ -138,7 +138,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         # Protocol-2 pickles spell builtins "__builtin__"; map as the stock unpickler would.
-        full = _python3_name(module, name)
+        full = python3_name(module, name)
         if full not in ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global {full} is not allowed in a dVAE file")
         return _resolve_global(full)
@@ -161,7 +161,7 @@ def unpickle_module(data: bytes, source: PickleSource, expected: str) -> nn.Modu
     try:
         names = globals_in_bytes(data)
     except (ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        raise ModelError(f"{source.path} is not a PyTorch file ({_one_line(exc)}); {source.fix}") from None
+        raise ModelError(f"{source.path} is not a PyTorch file ({load_error_line(exc)}); {source.fix}") from None
     foreign = sorted(names - ALLOWED_GLOBALS)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
@@ -182,7 +182,7 @@ def unpickle_module(data: bytes, source: PickleSource, expected: str) -> nn.Modu
                                     pickle_module=_RestrictedPickleModule)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, TypeError, AttributeError,
             ImportError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"cannot load {source.path}: {_one_line(exc)}; {source.fix}") from None
+        raise ModelError(f"cannot load {source.path}: {load_error_line(exc)}; {source.fix}") from None
     if type(module) is not module_class(expected):
         found = f"{type(module).__module__}.{type(module).__name__}"
         raise ModelError(f"{source.path} holds {found}, not dall_e's {expected}; {source.fix}")

@@ -4,12 +4,13 @@ The parameters are latents ``z`` of shape ``(1, embed_dim, H/f, W/f)`` (``f`` th
 model's downsampling factor). ``forward()`` replaces every latent by its nearest
 codebook entry, keeping ``z``'s gradient (straight-through), decodes, and maps the
 decoder's ``[-1, 1]`` to ``[0, 1]`` with a clamp that still passes gradients pointing
-back into range. After each step :meth:`constrain_` clamps ``z`` per channel to the
+back into range. After each step :meth:`after_step` clamps ``z`` per channel to the
 codebook's range, so latents never wander where no code lives.
 
 Weights are a registry entry (``model``, see :mod:`clipgen.weights`) or a local
-``config`` yaml + ``checkpoint`` ckpt pair. A run never downloads: a missing entry is a
-:class:`MissingWeightsError` naming ``clipgen models download NAME``.
+``config`` yaml + ``checkpoint`` ckpt pair, both checked to exist when the options are
+built. A run never downloads: a missing entry is a :class:`MissingWeightsError` naming
+``clipgen models download NAME``.
 """
 
 from __future__ import annotations
@@ -22,49 +23,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipgen import weights
-from clipgen.weights import builtin
-from clipgen.errors import MissingWeightsError, SettingsError
-from clipgen.generators.base import Generator, GeneratorContext
-from clipgen.generators.vqgan.taming import load_weights, nearest_codes, read_config
 from clipgen.config.typed import option
+from clipgen.errors import SettingsError
+from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.generators.common import clamp_with_grad, existing_file, model_option, registry_files, require_multiple
+from clipgen.generators.vqgan.taming import load_weights, nearest_codes, read_config
+from clipgen.weights import builtin
 
 DEFAULT_MODEL = "imagenet-f16-16384"
 
 
 @dataclass(frozen=True)
 class VQGANOptions:
-    model: str = option(DEFAULT_MODEL, help="Registered VQGAN (see: clipgen models list), or the built-in toy",
-                        choices=weights.names("vqgan") + builtin.names("vqgan"))
+    model: str = model_option(DEFAULT_MODEL, "vqgan", "VQGAN", extra=builtin.names("vqgan"),
+                              note=", or the built-in toy")
     config: str | None = option(None, help="Local taming model.yaml (with checkpoint; overrides model)")
     checkpoint: str | None = option(None, help="Local taming .ckpt (with config; overrides model)")
     checkpointing: bool = option(False, help="Recompute decoder activations in backward: less memory, "
                                              "~30% slower; for sizes that do not fit otherwise")
 
-
-class _StraightThroughClamp(torch.autograd.Function):
-    """Clamp forward; backward lets through only gradients that point back into range.
-
-    A plain clamp zeroes the gradient of every saturated pixel, so a pixel stuck at 0
-    could never be told to brighten; passing everything would keep pushing it further
-    out. This passes a gradient exactly when following it moves the value inwards.
-    """
-
-    @staticmethod
-    def forward(ctx, x, lo, hi):
-        ctx.lo, ctx.hi = lo, hi
-        ctx.save_for_backward(x)
-        return x.clamp(lo, hi)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        outside = x - x.clamp(ctx.lo, ctx.hi)
-        # Descent moves x by -grad: keep grad where that does not push x further out.
-        return grad * (grad * outside >= 0), None, None
-
-
-def clamp_with_grad(x: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
-    return _StraightThroughClamp.apply(x, lo, hi)
+    def __post_init__(self) -> None:
+        if not (self.config or self.checkpoint):
+            return
+        if not (self.config and self.checkpoint):
+            given, other = ("config", "checkpoint") if self.config else ("checkpoint", "config")
+            raise SettingsError(
+                f"vqgan.{given} needs vqgan.{other} too (--vqgan-config and --vqgan-checkpoint go together)"
+            )
+        # Here rather than at load time, so a wrong path fails before CLIP or any model loads.
+        existing_file(self.config, "VQGAN config", "check --vqgan-config")
+        existing_file(self.checkpoint, "VQGAN checkpoint", "check --vqgan-checkpoint")
 
 
 def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -85,14 +73,9 @@ class VQGANGenerator(Generator):
     def __init__(self, size: tuple[int, int], options: VQGANOptions, context: GeneratorContext):
         super().__init__(size, options, context)
         config_path, checkpoint_path, fix = _model_files(options, context)
-        config = read_config(config_path)
+        config = read_config(config_path)  # the yaml alone: cheap, and it fixes the downsampling
         factor = config.downsampling
-        if self.width % factor or self.height % factor:
-            raise SettingsError(
-                f"vqgan needs a size that is a multiple of {factor} (this model downsamples "
-                f"{factor}x); got {self.width}x{self.height}, try {_round(self.width, factor)}x"
-                f"{_round(self.height, factor)}"
-            )
+        require_multiple("vqgan", size, factor, f"this model downsamples {factor}x")
         self.vqgan = load_weights(config, checkpoint_path, context.device, fix)
         # Channels-last is the layout of the fast bf16 conv kernels (oneDNN with AMX, cuDNN);
         # for fp32 on the CPU it was slower here (AVX2: 52 vs 75 GFLOP/s forward).
@@ -121,20 +104,14 @@ class VQGANGenerator(Generator):
         z_q = vector_quantize(self.z, self.codebook)
         return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2), 0.0, 1.0)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        return [{"params": [self.z], "lr": lr}]
-
     @torch.no_grad()
-    def constrain_(self) -> None:
+    def after_step(self, step: int) -> None:
         self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
 
     @torch.no_grad()
     def init_from_image(self, image: torch.Tensor) -> None:
         """Start from the tokens the VQGAN's encoder gives ``image`` (1, 3, H, W) in [0, 1]."""
         image = image.to(self.z.device, self.z.dtype)
-        if image.shape[-2:] != (self.height, self.width):
-            image = F.interpolate(image, size=(self.height, self.width), mode="bilinear",
-                                  align_corners=False, antialias=True)
         tokens = self.vqgan.encode_tokens(image.mul(2).sub(1))
         self.z.copy_(self._embed(tokens[:1]))
 
@@ -144,29 +121,15 @@ class VQGANGenerator(Generator):
         return nearest_codes(self.z, self.codebook)[0]
 
 
-def _round(value: int, factor: int) -> int:
-    return max(factor, round(value / factor) * factor)
-
-
 def _model_files(options: VQGANOptions, context: GeneratorContext) -> tuple[Path, Path, str]:
-    """(config, checkpoint, how-to-fix) for a local pair or a registry entry."""
-    if options.config or options.checkpoint:
-        if not (options.config and options.checkpoint):
-            given, other = ("config", "checkpoint") if options.config else ("checkpoint", "config")
-            raise SettingsError(
-                f"vqgan.{given} needs vqgan.{other} too (--vqgan-config and --vqgan-checkpoint go together)"
-            )
-        paths = [Path(options.config).expanduser(), Path(options.checkpoint).expanduser()]
-        for path, what in zip(paths, ("config", "checkpoint")):
-            if not path.is_file():
-                raise MissingWeightsError(f"VQGAN {what} {path} does not exist; check --vqgan-{what}")
+    """(config, checkpoint, how-to-fix) for a local pair (checked by the options), the built-in
+    toy, or a registry entry."""
+    if options.config:
+        paths = Path(options.config).expanduser(), Path(options.checkpoint).expanduser()
         return paths[0], paths[1], "check --vqgan-config and --vqgan-checkpoint"
     shipped = builtin.get("vqgan", options.model)
     if shipped is not None:
         folder = builtin.verified_folder(shipped)
         return folder / weights.VQGAN_CONFIG, folder / weights.VQGAN_CHECKPOINT, "reinstall clipgen"
-    entry = weights.get_entry(options.model, kind="vqgan")
-    # Never downloads from inside a run; offline or not, a missing model names the command.
-    files = weights.ensure(entry, offline=context.offline, download_missing=False)
-    fix = f"fetch it again with: clipgen models download {entry.name}"
+    files, fix = registry_files(options.model, "vqgan", context.offline)
     return files[weights.VQGAN_CONFIG], files[weights.VQGAN_CHECKPOINT], fix

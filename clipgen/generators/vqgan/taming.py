@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
-from clipgen.weights.checkpoints import load_checkpoint
-from clipgen.errors import MissingDependencyError, ModelError
+from clipgen.hardware import convert_frozen
+from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
+from clipgen.errors import MissingDependencyError, ModelError, one_line
 
 VQ_TARGET = "taming.models.vqgan.VQModel"
 GUMBEL_TARGET = "taming.models.vqgan.GumbelVQ"
@@ -80,8 +82,7 @@ def read_config(path: str | Path) -> VQGANConfig:
     except OSError as exc:
         raise ModelError(f"cannot read VQGAN config {path}: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"VQGAN config {path} is not valid YAML ({reason}); fix or replace the file") from None
+        raise ModelError(f"VQGAN config {path} is not valid YAML ({one_line(exc)}); fix or replace the file") from None
 
     def need(mapping, key, where):
         if not isinstance(mapping, dict) or key not in mapping:
@@ -156,8 +157,6 @@ class TamingVQGAN(nn.Module):
     def set_compute(self, dtype: torch.dtype, channels_last: bool) -> None:
         """Run the convolutional parts in ``dtype`` (the codebook stays fp32: it is compared
         with the fp32 latents being optimised)."""
-        from clipgen.hardware import convert_frozen
-
         for part in (self.encoder, self.decoder, self.quant_conv, self.post_quant_conv):
             convert_frozen(part, dtype, channels_last)
         self.compute_dtype = dtype
@@ -185,8 +184,6 @@ class TamingVQGAN(nn.Module):
 def _checkpointed_decode(decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """taming's ``Decoder.forward`` with each resolution level recomputed in backward
     instead of kept: the full-resolution levels hold most of a step's activations."""
-    from torch.utils.checkpoint import checkpoint
-
     def level(i_level: int, x: torch.Tensor) -> torch.Tensor:
         up = decoder.up[i_level]
         for i_block in range(decoder.num_res_blocks + 1):
@@ -198,7 +195,7 @@ def _checkpointed_decode(decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
     h = decoder.conv_in(h)
     h = decoder.mid.block_2(decoder.mid.attn_1(decoder.mid.block_1(h, None)), None)
     for i_level in reversed(range(decoder.num_resolutions)):
-        h = checkpoint(level, i_level, h, use_reentrant=False)
+        h = torch.utils.checkpoint.checkpoint(level, i_level, h, use_reentrant=False)
     if decoder.give_pre_end:
         return h
     h = decoder.norm_out(h)
@@ -235,8 +232,6 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
     """The model's ``state_dict`` from a Lightning checkpoint (or a bare state dict)."""
-    from clipgen.weights.checkpoints import state_dict_of
-
     state = state_dict_of(checkpoint, path, fix)
     return {k: v for k, v in state.items() if isinstance(k, str) and k.startswith(PREFIXES)}
 

@@ -7,7 +7,7 @@ legacy non-zip format, holding only tensors, ``OrderedDict`` and storages).
 
 from __future__ import annotations
 
-from clipgen.weights.spec import FileSpec, WeightsEntry
+from clipgen.weights.spec import FileFacts, Mirror, WeightsEntry, build_entry
 
 #: Local file names of a BigGAN entry, as the package names them; the generator opens these.
 BIGGAN_CONFIG = "config.json"
@@ -20,6 +20,15 @@ _S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan"
 _OSANSEVIERO_128 = "https://huggingface.co/osanseviero/BigGAN-deep-128/resolve/af0640a119a2486b24eed0985d6d54e734890bff"
 _MIB = 1 << 20
 
+
+def _biggan(px: int, weights: FileFacts, config: FileFacts = FileFacts(), *first: Mirror) -> WeightsEntry:
+    """An entry served from the S3 bucket, after any ``first`` mirrors."""
+    name = f"biggan-deep-{px}"
+    description = f"BigGAN-deep {px}x{px}, ImageNet 1000 classes (DeepMind, TF Hub conversion)"
+    mirrors = [*first, (f"{_S3}/{name}-config.json", f"{_S3}/{name}-pytorch_model.bin")]
+    return build_entry(name, "biggan-deep", description, {BIGGAN_CONFIG: config, BIGGAN_WEIGHTS: weights}, mirrors)
+
+
 # Sources: shared/weights-facts.md section 3 (public pages, 2026-11-21). Only the 128 weights
 # have a published SHA-256 (the HF copy's); that it is byte-identical to the S3 file is an
 # inference, so the digest check decides: a differing S3 file is rejected and the next
@@ -28,40 +37,9 @@ _MIB = 1 << 20
 # OpenMMLab's "*_cvt_hugging-face_rgb_*.pth" (same weights, mmgen key layout) and
 # flax-community/BigGAN-deep-* (Flax).
 BIGGAN_ENTRIES: tuple[WeightsEntry, ...] = (
-    WeightsEntry(
-        name="biggan-deep-128",
-        kind="biggan-deep",
-        description="BigGAN-deep 128x128, ImageNet 1000 classes (DeepMind, TF Hub conversion)",
-        files=(
-            FileSpec(
-                BIGGAN_CONFIG,
-                urls=(f"{_OSANSEVIERO_128}/config.json", f"{_S3}/biggan-deep-128-config.json"),
-                approx_size=630,
-            ),
-            FileSpec(
-                BIGGAN_WEIGHTS,
-                urls=(f"{_OSANSEVIERO_128}/pytorch_model.bin", f"{_S3}/biggan-deep-128-pytorch_model.bin"),
-                sha256="b86146a8cfcde4cda135adba4b2806f78b3abe2dac9d0fd090cc3ab318604ad9",
-                approx_size=201 * _MIB,
-            ),
-        ),
-    ),
-    WeightsEntry(
-        name="biggan-deep-256",
-        kind="biggan-deep",
-        description="BigGAN-deep 256x256, ImageNet 1000 classes (DeepMind, TF Hub conversion)",
-        files=(
-            FileSpec(BIGGAN_CONFIG, urls=(f"{_S3}/biggan-deep-256-config.json",)),
-            FileSpec(BIGGAN_WEIGHTS, urls=(f"{_S3}/biggan-deep-256-pytorch_model.bin",), approx_size=224 * _MIB),
-        ),
-    ),
-    WeightsEntry(
-        name="biggan-deep-512",
-        kind="biggan-deep",
-        description="BigGAN-deep 512x512, ImageNet 1000 classes (DeepMind, TF Hub conversion)",
-        files=(
-            FileSpec(BIGGAN_CONFIG, urls=(f"{_S3}/biggan-deep-512-config.json",)),
-            FileSpec(BIGGAN_WEIGHTS, urls=(f"{_S3}/biggan-deep-512-pytorch_model.bin",), approx_size=225 * _MIB),
-        ),
-    ),
+    _biggan(128, FileFacts(sha256="b86146a8cfcde4cda135adba4b2806f78b3abe2dac9d0fd090cc3ab318604ad9",
+                           approx_size=201 * _MIB),
+            FileFacts(approx_size=630), (f"{_OSANSEVIERO_128}/config.json", f"{_OSANSEVIERO_128}/pytorch_model.bin")),
+    _biggan(256, FileFacts(approx_size=224 * _MIB)),
+    _biggan(512, FileFacts(approx_size=225 * _MIB)),
 )

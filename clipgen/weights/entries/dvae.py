@@ -9,7 +9,7 @@ when its bytes match that record (or a digest the user pins), or with ``trust_ch
 
 from __future__ import annotations
 
-from clipgen.weights.spec import FileSpec, WeightsEntry
+from clipgen.weights.spec import FileFacts, WeightsEntry, build_entry
 
 _OPENAI_CDN = "https://cdn.openai.com/dall-e"
 
@@ -21,13 +21,8 @@ DVAE_DECODER = "decoder.pkl"
 # (encoder 53,786,240 and decoder 43,829,766 parameters, counted by building the modules);
 # the pickles add a few kB of structure. Inferred, not read from any page.
 DVAE_ENTRIES: tuple[WeightsEntry, ...] = (
-    WeightsEntry(
-        name="dalle-dvae",
-        kind="dalle-dvae",
-        description="OpenAI DALL-E discrete VAE, 8x downsampling, 8192 codes (digest not published)",
-        files=(
-            FileSpec(DVAE_ENCODER, urls=(f"{_OPENAI_CDN}/encoder.pkl",), approx_size=215_000_000),
-            FileSpec(DVAE_DECODER, urls=(f"{_OPENAI_CDN}/decoder.pkl",), approx_size=175_000_000),
-        ),
-    ),
+    build_entry("dalle-dvae", "dalle-dvae",
+                "OpenAI DALL-E discrete VAE, 8x downsampling, 8192 codes (digest not published)",
+                {DVAE_ENCODER: FileFacts(approx_size=215_000_000), DVAE_DECODER: FileFacts(approx_size=175_000_000)},
+                [(f"{_OPENAI_CDN}/encoder.pkl", f"{_OPENAI_CDN}/decoder.pkl")]),
 )

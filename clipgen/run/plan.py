@@ -1,0 +1,115 @@
+"""A run's plan: everything settled before any model is loaded.
+
+:func:`plan_run` runs every check that needs no model (values, files, names, the output
+folder, the device, the memory estimate), draws the seed if none was given, resolves the
+precision, and reads the inputs from disk exactly once: prompts parsed, story segments
+parsed, image prompts, init image and mask loaded. Everything below receives the plan
+and never changes it; candidates share one plan's inputs and differ only in seed and
+folder.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipgen.config.settings import Settings
+from clipgen.errors import PromptError, SettingsError
+from clipgen.generators import get_generator_class
+from clipgen.guidance.cutouts import check_augmentations
+from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
+from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
+from clipgen.hardware import check_fits, estimate_bytes, resolve_device, resolve_precision
+from clipgen.inputs import load_image
+from clipgen.outputs.naming import check_writable, slugify
+from clipgen.run.animate import check_animation
+from clipgen.run.story import Segment, parse_story
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What the run reads from disk and parses, once."""
+
+    prompts: tuple[Prompt, ...]
+    image_prompts: tuple[tuple[Any, float], ...]  # (PIL image, weight)
+    story: tuple[Segment, ...]
+    init_image: Any = None  # PIL image
+    mask: Any = None  # PIL image
+    clip: tuple[ClipSpec, ...] = ()
+    rank_clip: tuple[ClipSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    settings: Settings  # final: seed drawn, offline folded in
+    device: torch.device
+    dtype: torch.dtype  # the frozen models' precision
+    inputs: RunInputs
+
+    @property
+    def slug(self) -> str:
+        """The name of the run's folder and files: a safe slug of the prompt (or image prompt)."""
+        if self.settings.prompt:
+            return slugify(self.settings.prompt)
+        if self.inputs.story:
+            return slugify(self.inputs.story[0].prompt.text)
+        return slugify(Path(self.settings.image_prompts[0]).stem)
+
+    def with_settings(self, **changes: Any) -> "RunPlan":
+        return replace(self, settings=replace(self.settings, **changes))
+
+
+def read_inputs(settings: Settings) -> RunInputs:
+    prompts = tuple(parse_prompts(settings.prompt))
+    image_prompts = []
+    for spec in settings.image_prompts:
+        parsed = parse_image_prompt(spec)
+        image_prompts.append((load_image(parsed.path, "image prompt"), parsed.weight))
+    story = tuple(parse_story(settings.story)) if settings.story else ()
+    if not story and not prompts and not image_prompts:
+        raise PromptError("empty prompt; give a text prompt or --image-prompt PATH")
+    init_image = load_image(settings.init_image, "init image") if settings.init_image else None
+    if settings.mask and init_image is None:
+        raise SettingsError("--mask needs --init-image: the mask marks which part of that image to change")
+    mask = load_image(settings.mask, "mask") if settings.mask else None
+    return RunInputs(prompts, tuple(image_prompts), story, init_image, mask,
+                     clip=tuple(parse_clip_spec(s) for s in settings.clip),
+                     rank_clip=tuple(parse_clip_spec(s) for s in settings.rank_clip))
+
+
+def check_settings(settings: Settings) -> None:
+    """The rules that span several settings (each setting's own range is checked when it is built)."""
+    check_augmentations(settings.augment)
+    if (settings.video or settings.gif) and settings.save_every == 0:
+        raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
+    check_animation(settings, get_generator_class(settings.generator))
+    if settings.candidates > 1:
+        if settings.keep > settings.candidates:
+            raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates}")
+        if not settings.prompt:
+            raise SettingsError("ranking candidates needs a text prompt")
+
+
+def estimate_peak(settings: Settings, clip: tuple[ClipSpec, ...], dtype: torch.dtype) -> int:
+    """The one memory estimate: ``--dry-run`` prints it, :func:`plan_run` refuses runs over it."""
+    return estimate_bytes(settings.width, settings.height, settings.cutn,
+                          tuple(clip_input_size(spec) for spec in clip),
+                          get_generator_class(settings.generator).memory_factor,
+                          cut_batch=settings.cut_batch, dtype=dtype)
+
+
+def plan_run(settings: Settings) -> RunPlan:
+    """Check everything that needs no model, settle the seed and precision, read the inputs."""
+    check_settings(settings)
+    inputs = read_inputs(settings)
+    check_writable(settings.out)
+    device = resolve_device(settings.device)
+    dtype = resolve_precision(settings.precision, device)
+    check_fits(settings.width, settings.height, settings.cutn, device, estimate_peak(settings, inputs.clip, dtype))
+    if settings.seed is None:
+        settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
+    return RunPlan(settings, device, dtype, inputs)
