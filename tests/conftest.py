@@ -10,7 +10,6 @@ os.environ.setdefault("CLIPGEN_OFFLINE", "1")
 
 import pytest
 import torch
-
 from fixtures.checkpoints import write_tiny_biggan, write_tiny_clip, write_tiny_dvae, write_tiny_vqgan
 
 # Two cores: never let one test process grab more threads than there are cores,

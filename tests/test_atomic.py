@@ -1,3 +1,5 @@
+"""Atomic writes: a file appears complete under its final name or not at all."""
+
 import os
 
 import pytest

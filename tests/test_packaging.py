@@ -14,6 +14,7 @@ from clipgen.weights import builtin
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_presets_work_from_a_non_editable_install(tmp_path):
     pytest.importorskip("hatchling")
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",

@@ -11,14 +11,14 @@ from pathlib import Path
 import huggingface_hub.constants as hub_constants
 import open_clip
 import pytest
+from fixtures.checkpoints import write_tiny_clip
+from fixtures.hub_server import HubServer
 
 import clipgen
 from clipgen.config.settings import resolve_run_settings
 from clipgen.hardware import gib
 from clipgen.run.batch import parse_batch_text, run_batch
 from clipgen.run.plan import estimate_peak, plan_run
-from fixtures.checkpoints import write_tiny_clip
-from fixtures.hub_server import HubServer
 
 
 @pytest.fixture

@@ -1,0 +1,31 @@
+"""The stage timer charges each stage its own time."""
+
+from __future__ import annotations
+
+import torch
+
+from clipgen.bench.timer import StageTimer
+from clipgen.guidance.cutouts import Cutouts
+from clipgen.guidance.objective import Objective, encode_targets
+from clipgen.guidance.perceptor import load_perceptor
+from clipgen.guidance.prompts import parse_prompts
+
+CPU = torch.device("cpu")
+
+
+def _objective(tiny_clip, cutn: int, cut_batch: int, dtype=torch.float32) -> Objective:
+    perceptor = load_perceptor((tiny_clip,), CPU, offline=True, dtype=dtype)
+    targets = encode_targets(perceptor, parse_prompts("a red circle"), [])
+    # Cutouts as large as the image: every crop is the whole image, so chunking cannot
+    # change which views CLIP sees and the results must agree exactly.
+    cutouts = Cutouts(cutn, 1.0, perceptor.input_sizes)
+    return Objective(perceptor, cutouts, targets, tv_weight=0.3, cut_batch=cut_batch)
+
+
+def test_stage_timer_charges_each_stage(tiny_clip):
+    objective = _objective(tiny_clip, cutn=4, cut_batch=2)
+    timer = StageTimer(CPU)
+    param = torch.rand(1, 3, 32, 32, requires_grad=True)
+    objective.loss_and_backward(param * 1.0, timer)
+    assert set(timer.totals) == {"generator", "cutouts", "clip", "backward"}
+    assert all(v >= 0 for v in timer.totals.values()) and timer.totals["clip"] > 0

@@ -1,0 +1,54 @@
+"""Cutouts: crop boxes, resampling, augmentations."""
+
+import pytest
+import torch
+
+from clipgen.errors import SettingsError
+from clipgen.guidance.cutouts import Cutouts, crop_and_resize, crop_boxes
+
+
+def test_boxes_fit_inside_the_image_and_respect_min_size():
+    torch.manual_seed(0)
+    boxes = crop_boxes(200, 1.0, height=50, width=80, min_size=32)
+    sides = boxes[:, 2] - boxes[:, 0]
+    assert torch.equal(sides, boxes[:, 3] - boxes[:, 1])
+    assert sides.min() >= 32 and sides.max() <= 50
+    assert boxes[:, 0].min() >= 0 and boxes[:, 2].max() <= 80
+    assert boxes[:, 1].min() >= 0 and boxes[:, 3].max() <= 50
+
+
+def test_cut_pow_makes_cutouts_smaller():
+    torch.manual_seed(0)
+    small = crop_boxes(500, 4.0, 128, 128, min_size=16)
+    large = crop_boxes(500, 0.25, 128, 128, min_size=16)
+    assert (small[:, 2] - small[:, 0]).float().mean() < (large[:, 2] - large[:, 0]).float().mean()
+
+
+def test_whole_image_crop_of_constant_image_is_constant():
+    image = torch.full((1, 3, 40, 40), 0.25)
+    out = crop_and_resize(image, torch.tensor([[0.0, 0.0, 40.0, 40.0]]), 16)
+    assert out.shape == (1, 3, 16, 16)
+    assert torch.allclose(out, torch.full_like(out, 0.25), atol=1e-6)
+
+
+def test_cutouts_shapes_per_model_size_and_range():
+    torch.manual_seed(0)
+    cutouts = Cutouts(cutn=6, cut_pow=1.0, sizes=(32, 24, 32), augment=("affine", "jitter"))
+    views = cutouts(torch.rand(1, 3, 64, 48))
+    assert set(views) == {32, 24}
+    assert views[32].shape == (6, 3, 32, 32)
+    assert views[24].shape == (6, 3, 24, 24)
+    # geometric and colour augmentations keep values in range (noise is what may leave it)
+    assert views[32].min() >= -1e-4 and views[32].max() <= 1 + 1e-4
+
+
+def test_cutouts_are_differentiable():
+    image = torch.rand(1, 3, 48, 48, requires_grad=True)
+    views = Cutouts(4, 1.0, (16,), ("affine", "perspective", "noise"))(image)
+    views[16].sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+
+
+def test_unknown_augmentation_lists_valid_names():
+    with pytest.raises(SettingsError, match="unknown augmentation 'blurr'.*affine"):
+        Cutouts(4, 1.0, (16,), ("blurr",))

@@ -1,0 +1,39 @@
+"""The objective: chunked cutouts give exactly the loss and gradient of one batch."""
+
+from __future__ import annotations
+
+import torch
+
+from clipgen.guidance.cutouts import Cutouts
+from clipgen.guidance.objective import Objective, encode_targets
+from clipgen.guidance.perceptor import load_perceptor
+from clipgen.guidance.prompts import parse_prompts
+
+CPU = torch.device("cpu")
+
+
+def _objective(tiny_clip, cutn: int, cut_batch: int, dtype=torch.float32) -> Objective:
+    perceptor = load_perceptor((tiny_clip,), CPU, offline=True, dtype=dtype)
+    targets = encode_targets(perceptor, parse_prompts("a red circle"), [])
+    # Cutouts as large as the image: every crop is the whole image, so chunking cannot
+    # change which views CLIP sees and the results must agree exactly.
+    cutouts = Cutouts(cutn, 1.0, perceptor.input_sizes)
+    return Objective(perceptor, cutouts, targets, tv_weight=0.3, cut_batch=cut_batch)
+
+
+def test_cutout_chunks_give_the_same_loss_and_gradient(tiny_clip):
+    torch.manual_seed(0)
+    pixels = torch.rand(1, 3, 32, 32)
+    results = []
+    for cut_batch in (0, 2):
+        param = pixels.clone().requires_grad_(True)
+        objective = _objective(tiny_clip, cutn=5, cut_batch=cut_batch)
+        assert objective.chunks() == ([5] if cut_batch == 0 else [2, 2, 1])
+        loss = objective.loss_and_backward(param * 1.0)
+        results.append((loss, param.grad.clone()))
+        # the plain forward agrees with the chunked one
+        assert torch.allclose(loss, objective(pixels), atol=1e-6)
+    (loss_all, grad_all), (loss_chunked, grad_chunked) = results
+    assert torch.allclose(loss_all, loss_chunked, atol=1e-6)
+    assert grad_all.abs().sum() > 0
+    assert torch.allclose(grad_all, grad_chunked, atol=1e-7)
