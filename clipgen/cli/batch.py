@@ -34,9 +34,9 @@ def batch(
     json_out: Annotated[bool, typer.Option("--json", help="Print per-prompt results as JSON.")] = False,
 ) -> None:
     """Generate an image for every prompt in FILE; exit status 1 if any prompt failed."""
+    from clipgen.config.settings import resolve_run_settings
     from clipgen.outputs.contact_sheet import write_index
     from clipgen.run.batch import parse_shard, read_batch_file, run_batch, select_shard
-    from clipgen.config.settings import resolve_run_settings
 
     items = read_batch_file(file)
     shard_index, shard_count = parse_shard(shard)

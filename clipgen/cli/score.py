@@ -10,7 +10,6 @@ import typer
 
 from clipgen.cli.console import stdout_console
 
-
 ClipOption = Annotated[Optional[list[str]], typer.Option(
     "--clip", help="CLIP model(s), as for generate (default: the settings default).")]
 

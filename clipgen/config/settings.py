@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from clipgen.errors import SettingsError, did_you_mean
-from clipgen.generators.registry import generator_names, get_generator_class
 from clipgen.config.presets import flat_keys, load_preset, merge
 from clipgen.config.typed import NoOptions, build, option, to_plain
+from clipgen.errors import SettingsError, did_you_mean
+from clipgen.generators.registry import generator_names, get_generator_class
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

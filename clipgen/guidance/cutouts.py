@@ -17,7 +17,6 @@ from torchvision.ops import roi_align
 
 from clipgen.errors import SettingsError, did_you_mean
 
-
 # Each entry builds one kornia module; parameters follow what VQGAN-CLIP and pixray use.
 AUGMENTATIONS: dict[str, Callable[[], nn.Module]] = {
     "affine": lambda: K.RandomAffine(degrees=15, translate=0.1, shear=5, p=0.7, padding_mode="border"),

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipgen.generators.base import VectorGraphic
 from clipgen.atomic import write_text
+from clipgen.generators.base import VectorGraphic
 from clipgen.outputs.images import save_png, tensor_to_pil
 from clipgen.outputs.video import write_gif, write_mp4
 

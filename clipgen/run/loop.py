@@ -130,8 +130,8 @@ def optimize(generator: Generator, objective: LossObjective,
     it restores the last verified state, halves the learning rate and goes on from
     there (callbacks see the redone steps again). ``generator.after_step`` is told the
     finished step after every step, once before the first and again after a rewind.
-    Checking reads a flag from the
-    device, so on a GPU it is done only every few steps, never inside a step.
+    Checking reads a flag from the device, so on a GPU it is done only every few steps,
+    never inside a step.
     """
     callbacks = list(callbacks)
     generator.after_step(start_step)  # so a resumed run's schedules start where they stopped

@@ -20,8 +20,8 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
-from clipgen.guidance.cutouts import check_augmentations
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
+from clipgen.guidance.cutouts import check_augmentations
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
 from clipgen.hardware import check_fits, estimate_bytes, resolve_device, resolve_precision
 from clipgen.inputs import load_image

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipgen.errors import ModelError, one_line
 from clipgen.atomic import atomic_path
+from clipgen.errors import ModelError, one_line
 
 STATE_FILE = "state.pt"
 FORMAT = 1

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from clipgen.errors import PromptError
-from clipgen.run.loop import StepState
 from clipgen.guidance.objective import Targets
 from clipgen.guidance.prompts import Prompt, parse_prompt
+from clipgen.run.loop import StepState
 
 _RANGE = re.compile(r"^(.*):\s*(\d+)\s*-\s*(\d+)\s*$", re.S)
 

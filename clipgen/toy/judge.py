@@ -94,7 +94,7 @@ def train_judge(config: JudgeConfig, out_dir: Path | None = None,
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
-    memory_format = torch.channels_last if use_bf16 else torch.contiguous_format  # see precision.py
+    memory_format = torch.channels_last if use_bf16 else torch.contiguous_format  # see hardware.convert_frozen
     model = Judge().train().to(memory_format=memory_format)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)

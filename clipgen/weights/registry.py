@@ -14,8 +14,8 @@ from __future__ import annotations
 from clipgen.errors import ModelError, did_you_mean
 from clipgen.weights.entries.biggan import BIGGAN_ENTRIES
 from clipgen.weights.entries.dvae import DVAE_ENTRIES
-from clipgen.weights.spec import FileSpec, WeightsEntry
 from clipgen.weights.entries.vqgan import VQGAN_CHECKPOINT, VQGAN_CONFIG, VQGAN_ENTRIES
+from clipgen.weights.spec import FileSpec, WeightsEntry
 
 __all__ = ["FileSpec", "WeightsEntry", "VQGAN_CONFIG", "VQGAN_CHECKPOINT", "ENTRIES", "REGISTRY",
            "entries", "names", "get_entry", "human_size"]

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 from clipgen.errors import MissingDependencyError, ModelError, one_line
+from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 
 #: The keys a BigGANConfig JSON must carry (the package fills missing ones with its 128 defaults).
 CONFIG_KEYS = ("output_dim", "z_dim", "class_embed_dim", "channel_width", "num_classes", "layers",

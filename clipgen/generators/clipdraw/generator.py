@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from clipgen.config.typed import option
 from clipgen.errors import SettingsError
 from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.clipdraw.raster import rasterize
 from clipgen.generators.clipdraw.svg import parse_color, strokes_to_svg
-from clipgen.config.typed import option
 
 #: Learning-rate multipliers relative to ``lr`` (points move in pixels per step).
 WIDTH_LR_SCALE = 0.1

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from clipgen.weights.checkpoints import globals_in_pickle, load_error_line, python3_name
 from clipgen.errors import MissingDependencyError, ModelError
+from clipgen.weights.checkpoints import globals_in_pickle, load_error_line, python3_name
 
 #: Every global a pickled dall_e Encoder/Decoder needs, and nothing else.
 ALLOWED_GLOBALS = frozenset({

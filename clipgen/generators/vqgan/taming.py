@@ -25,9 +25,9 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from clipgen.errors import MissingDependencyError, ModelError, one_line
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
-from clipgen.errors import MissingDependencyError, ModelError, one_line
 
 VQ_TARGET = "taming.models.vqgan.VQModel"
 GUMBEL_TARGET = "taming.models.vqgan.GumbelVQ"
