@@ -52,8 +52,10 @@ class TimedObjective:
 
     def __init__(self, objective, timer: StageTimer):
         self.objective, self.timer = objective, timer
+        self.last_image: torch.Tensor | None = None
 
     def loss_and_backward(self, image: torch.Tensor) -> torch.Tensor:
+        self.last_image = image.detach()
         return self.objective.loss_and_backward(image, self.timer)
 
 
@@ -71,9 +73,16 @@ class StepClock:
         self.timer = StageTimer(device)
         self.warmup = warmup
         self.steps = 0
+        self._timed: TimedObjective | None = None
 
     def objective(self, objective) -> TimedObjective:
-        return TimedObjective(objective, self.timer)
+        self._timed = TimedObjective(objective, self.timer)
+        return self._timed
+
+    @property
+    def last_image(self) -> torch.Tensor | None:
+        """The image the last timed step rendered (None before the first)."""
+        return None if self._timed is None else self._timed.last_image
 
     def after_update(self, state: StepState) -> None:
         self.timer.mark("optimizer")

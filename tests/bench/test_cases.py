@@ -103,3 +103,15 @@ def test_bench_reports_precision_and_chunks(bench_json):
     result = bench_json("--preset", "pixels-256-cut32", "--size", "32", "--cutn", "6", "--cut-batch", "4",
                         "--precision", "bf16")
     assert result["precision"] == "bf16" and result["cutn"] == 6 and result["cut_batch"] == 4
+
+
+def test_frames_are_encoded_from_the_step_not_rendered_again(bench_json, monkeypatch):
+    """A run renders a frame again only every --save-every steps; the bench, which encodes
+    one every step, must not add that forward to every step it averages."""
+    from clipgen.generators.pixels import PixelGenerator
+
+    calls = []
+    forward = PixelGenerator.forward
+    monkeypatch.setattr(PixelGenerator, "forward", lambda self: calls.append(1) or forward(self))
+    bench_json("--preset", "pixels-256-cut32", "--size", "16", "--cutn", "2")
+    assert len(calls) == 1  # one timed step, no warm-up (the fixture's): its forward and nothing else
