@@ -32,32 +32,37 @@ def tiny_clip(tmp_path_factory) -> str:
     return str(write_tiny_clip(tmp_path_factory.mktemp("tiny-clip")))
 
 
+#: The import each optional extra provides; a fixture for a model of that extra skips without it.
+_EXTRAS = {"vqgan": "taming.modules.vqvae.quantize", "dvae": "dall_e", "biggan": "pytorch_pretrained_biggan"}
+
+
+def _tiny(tmp_path_factory, extra: str, name: str, write, **options):
+    pytest.importorskip(_EXTRAS[extra], reason=f"needs the {extra} extra")
+    return write(tmp_path_factory.mktemp(name), **options)
+
+
 @pytest.fixture(scope="session")
 def tiny_vqgan(tmp_path_factory):
     """``(model.yaml, last.ckpt)`` of a tiny taming VQGAN (f4, 256 codes)."""
-    pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
-    return write_tiny_vqgan(tmp_path_factory.mktemp("vqgan"))
+    return _tiny(tmp_path_factory, "vqgan", "vqgan", write_tiny_vqgan)
 
 
 @pytest.fixture(scope="session")
 def tiny_gumbel(tmp_path_factory):
     """``(model.yaml, last.ckpt)`` of a tiny taming Gumbel VQGAN."""
-    pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
-    return write_tiny_vqgan(tmp_path_factory.mktemp("gumbel"), kind="gumbel")
+    return _tiny(tmp_path_factory, "vqgan", "gumbel", write_tiny_vqgan, kind="gumbel")
 
 
 @pytest.fixture(scope="session")
 def tiny_dvae(tmp_path_factory):
     """``(encoder.pkl, decoder.pkl)`` of a tiny DALL-E dVAE (512 codes)."""
-    pytest.importorskip("dall_e", reason="needs the dvae extra")
-    return write_tiny_dvae(tmp_path_factory.mktemp("dvae"))
+    return _tiny(tmp_path_factory, "dvae", "dvae", write_tiny_dvae)
 
 
 @pytest.fixture(scope="session")
 def tiny_biggan(tmp_path_factory):
     """A folder with config.json + pytorch_model.bin of a tiny BigGAN-deep (32 px)."""
-    pytest.importorskip("pytorch_pretrained_biggan", reason="needs the biggan extra")
-    return write_tiny_biggan(tmp_path_factory.mktemp("biggan"))
+    return _tiny(tmp_path_factory, "biggan", "biggan", write_tiny_biggan)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ the true architectures (nothing to download)."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -15,10 +15,9 @@ from clipgen.config.settings import resolve_run_settings
 from clipgen.errors import SettingsError, did_you_mean
 from clipgen.hardware import peak_rss_mb, precision_name
 from clipgen.outputs.images import png_bytes, tensor_to_pil
-from clipgen.run.loop import StepState, optimize
+from clipgen.run.loop import StepState, check_interval, optimize
 from clipgen.run.plan import plan_run
 from clipgen.run.session import build_session
-from clipgen.run.single import check_interval
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,10 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
             "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
             "precision": precision, "compile": compile, "cut_batch": cut_batch, case.generator: options,
         }
-        resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
+        settings = resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
         if case.weights:
-            options.update(_write_weights(case.weights, Path(tmp) / "weights"))
-        settings = resolve_run_settings(flags=flags)
+            weight_files = _write_weights(case.weights, Path(tmp) / "weights")
+            settings = replace(settings, options=replace(settings.options, **weight_files))
         session = build_session(plan_run(settings))
         dev = session.device
         if dev.type == "cuda":

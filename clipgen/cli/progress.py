@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (  # for DownloadBar
+from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
@@ -17,7 +18,8 @@ from rich.progress import (  # for DownloadBar
 )
 from rich.table import Table
 
-from clipgen.run.loop import StepState
+if TYPE_CHECKING:  # the loop imports torch; `clipgen models` should not pay for it
+    from clipgen.run.loop import StepState
 
 # Reading the loss forces a device sync; on a GPU doing it every step would stall the queue.
 _LOSS_EVERY = 10

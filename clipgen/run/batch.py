@@ -121,8 +121,8 @@ class PerceptorCache:
 def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
              perceptors: PerceptorCache) -> Outcome:
     previous = existing_folder(out, item) if resume else None
-    if previous is not None and is_finished(previous):
-        record = read_record(previous) or {}
+    record = read_record(previous) if previous is not None else None
+    if record is not None and record.get("status") == "finished":
         return Outcome(item, "skipped", previous, record.get("final_similarity"), record.get("seconds", 0.0),
                        record.get("seed"))
     result: Result

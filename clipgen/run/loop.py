@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -112,6 +113,14 @@ class PlainLoss:
         loss = self.loss(image)
         loss.backward()
         return loss.detach()
+
+
+def check_interval(device: torch.device, save_every: int, checkpoint_every: int) -> int:
+    """How often the loop reads its finiteness flag: every step where that is free (CPU);
+    on a GPU every few steps, on a step where frames and checkpoints fall anyway."""
+    if device.type != "cuda":
+        return 1
+    return math.gcd(10, save_every or 10, checkpoint_every or 10)
 
 
 def forward_backward(generator: Generator, objective: LossObjective) -> torch.Tensor:

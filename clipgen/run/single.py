@@ -9,7 +9,6 @@ continues one from its ``state.pt``.
 from __future__ import annotations
 
 import errno
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from clipgen.outputs.naming import make_run_dir
 from clipgen.outputs.run_record import RunRecord
 from clipgen.outputs.writer import RunWriter
 from clipgen.run.interrupts import graceful_stop
-from clipgen.run.loop import NumericalError, StepState, optimize
+from clipgen.run.loop import NumericalError, StepState, check_interval, optimize
 from clipgen.run.plan import RunPlan, plan_run
 from clipgen.run.session import Session, build_session
 from clipgen.run.state import Checkpointer, load_state, load_trainable_state, restore_rng
@@ -93,14 +92,6 @@ class LossHistory:
         if self.last.step != step:
             self.last = StepState(step, self.last.total, None, generator)
             del self.losses[step:]
-
-
-def check_interval(device: torch.device, save_every: int, checkpoint_every: int) -> int:
-    """How often the loop reads its finiteness flag: every step where that is free (CPU);
-    on a GPU every few steps, on a step where frames and checkpoints fall anyway."""
-    if device.type != "cuda":
-        return 1
-    return math.gcd(10, save_every or 10, checkpoint_every or 10)
 
 
 def run_single(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | None = None,

@@ -1,9 +1,11 @@
-"""The objective: chunked cutouts give exactly the loss and gradient of one batch."""
+"""The objective: chunked cutouts give exactly the loss and gradient of one batch, and it marks
+its stages for a timer."""
 
 from __future__ import annotations
 
 import torch
 
+from clipgen.bench.timer import StageTimer
 from clipgen.guidance.cutouts import Cutouts
 from clipgen.guidance.objective import Objective, encode_targets
 from clipgen.guidance.perceptor import load_perceptor
@@ -37,3 +39,12 @@ def test_cutout_chunks_give_the_same_loss_and_gradient(tiny_clip):
     assert torch.allclose(loss_all, loss_chunked, atol=1e-6)
     assert grad_all.abs().sum() > 0
     assert torch.allclose(grad_all, grad_chunked, atol=1e-7)
+
+
+def test_stage_timer_charges_each_stage(tiny_clip):
+    objective = _objective(tiny_clip, cutn=4, cut_batch=2)
+    timer = StageTimer(CPU)
+    param = torch.rand(1, 3, 32, 32, requires_grad=True)
+    objective.loss_and_backward(param * 1.0, timer)
+    assert set(timer.totals) == {"generator", "cutouts", "clip", "backward"}
+    assert all(v >= 0 for v in timer.totals.values()) and timer.totals["clip"] > 0
