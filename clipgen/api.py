@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from clipgen.config.settings import Settings, resolve_run_settings
+from clipgen.run.runner import resume as resume_any
 from clipgen.run.runner import run
-from clipgen.run.single import Result, RunInterrupted, resume_run
+from clipgen.run.single import Result, RunInterrupted
 
 __all__ = ["generate", "run", "resume", "Result", "RunInterrupted", "Settings"]
 
@@ -24,4 +25,4 @@ def generate(prompt: str | None = None, *, preset: str | None = None, set: list[
 
 def resume(folder, callbacks: Iterable = (), steps: int | None = None) -> Result:
     """Continue an interrupted run in ``folder`` from its ``state.pt`` (optionally to more steps)."""
-    return resume_run(folder, callbacks=callbacks, steps=steps)
+    return resume_any(folder, callbacks=callbacks, steps=steps)

@@ -1,10 +1,14 @@
-"""The "Offline toy world" report: every toy preset on the fixed 20-prompt set, judged.
+"""The "Offline toy world" report: toy presets on a fixed 20-prompt set, judged.
 
     OMP_NUM_THREADS=2 python scripts/toy_report.py toy toy-fourier toy-vqgan --out /tmp/toy-report
+    OMP_NUM_THREADS=2 python scripts/toy_report.py toy-dalle --set steps=0 --prompt-set position
+    OMP_NUM_THREADS=2 python scripts/toy_report.py prior:toy --samples 8      # raw prior samples
 
 Prints (and writes to OUT/report.json) per preset: the share of prompts whose image the
 judge reads with the prompt's colour and background, with all three of colour, shape and
-background, and the mean seconds per image (including any candidates).
+background, with everything the prompt names (position or count too), and the mean
+seconds per image (including any candidates). ``prior:NAME`` judges raw prior samples
+(no CLIP ranking, no refinement), ``--samples`` per prompt.
 """
 
 from __future__ import annotations
@@ -18,33 +22,37 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("presets", nargs="+")
+    parser.add_argument("presets", nargs="+", help="preset names, or prior:NAME for raw prior samples")
     parser.add_argument("--out", type=Path, default=Path("toy-report"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=20, help="first N of the fixed set")
+    parser.add_argument("--prompt-set", choices=("basic", "position", "count"), default="basic")
+    parser.add_argument("--samples", type=int, default=8, help="prior samples per prompt (prior:NAME)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting for every preset (numbers only), e.g. --set steps=80")
+                        help="a --set override for every preset, e.g. --set steps=80 --set vqgan.init=prior")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from clipgen.toy.evaluate import PROMPT_SET, evaluate_preset
+    from clipgen.toy.evaluate import COUNT_SET, POSITION_SET, PROMPT_SET, evaluate_preset, evaluate_prior_samples
     from clipgen.toy.judge import load_shipped_judge
 
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = float(value) if "." in value else int(value)
+    prompts = {"basic": PROMPT_SET, "position": POSITION_SET, "count": COUNT_SET}[args.prompt_set][: args.prompts]
     judge = load_shipped_judge()
     reports = []
     for preset in args.presets:
-        report = evaluate_preset(preset, args.out / Path(preset).stem, prompts=PROMPT_SET[: args.prompts], judge=judge,
-                                 **overrides)
+        if preset.startswith("prior:"):
+            report = evaluate_prior_samples(preset.split(":", 1)[1], args.samples, prompts=prompts, judge=judge)
+        else:
+            report = evaluate_preset(preset, args.out / Path(preset).stem, prompts=prompts, judge=judge,
+                                     assignments=args.set)
         reports.append(report)
-        print(f"{preset}: colour+background {report['colour_and_background']:.0%}, all three "
-              f"{report['all_three']:.0%}, shape {report['shape']:.0%}, "
-              f"{report['seconds_per_image']:.1f} s/image", flush=True)
+        print(f"{preset} [{args.prompt_set}, {report['prompts']} images]: colour+background "
+              f"{report['colour_and_background']:.0%}, all three {report['all_three']:.0%}, all named "
+              f"{report['all_named']:.0%}, shape {report['shape']:.0%}, {report['seconds_per_image']:.2f} s/image",
+              flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps({"overrides": overrides, "reports": reports}, indent=2))
+    (args.out / "report.json").write_text(json.dumps({"set": args.set, "prompt_set": args.prompt_set,
+                                                      "reports": reports}, indent=2))
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ LAYERS = (
     # The registry is a table of names imported lazily, so settings can validate a
     # generator's section without the generators importing settings.
     ("registry", ("clipgen.generators.registry",)),
+    # Priors only compute token logits; generators (VQGAN's init=prior) and the run use them.
+    ("priors", ("clipgen.priors",)),
     ("weights and hardware", ("clipgen.weights", "clipgen.hardware", "clipgen.inputs")),
     ("leaves", ("clipgen.errors", "clipgen.atomic", "clipgen")),
 )
 
 #: Optional extras (and heavy imports kept out of start-up on purpose) may be imported late.
-LATE_IMPORTS_ALLOWED = ("taming", "dall_e", "pytorch_pretrained_biggan", "yaml", "fcntl", "imageio", "resvg_py")
+LATE_IMPORTS_ALLOWED = ("taming", "dall_e", "pytorch_pretrained_biggan", "min_dalle", "yaml", "fcntl", "imageio",
+                        "resvg_py")
 
 
 def module_name(path: Path) -> str:

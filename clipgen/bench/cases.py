@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from clipgen.bench import random_models
+from clipgen.bench.prior import PRIOR_CASES, PriorCase, run_prior_bench
 from clipgen.bench.timer import StepClock
 from clipgen.config.settings import resolve_run_settings
 from clipgen.errors import SettingsError, did_you_mean
@@ -31,7 +32,7 @@ class BenchCase:
     weights: str | None = None  # which random_* factory writes the generator's files
 
 
-CASES: dict[str, BenchCase] = {
+CASES: dict[str, BenchCase | PriorCase] = {
     "vqgan-256-cut32": BenchCase("VQGAN f16-16384 + ViT-B-32, 256², 32 cutouts (CPU)", "vqgan", 256, 32,
                                  weights="vqgan"),
     "vqgan-512-cut64": BenchCase("VQGAN f16-16384 + ViT-B-32, 512², 64 cutouts (GPU)", "vqgan", 512, 64,
@@ -44,6 +45,7 @@ CASES: dict[str, BenchCase] = {
                                    options={"strokes": 256}),
     "fourier-256-cut32": BenchCase("Fourier + ViT-B-32, 256², 32 cutouts", "fourier", 256, 32),
     "pixels-256-cut32": BenchCase("Pixels + ViT-B-32, 256², 32 cutouts", "pixels", 256, 32),
+    **PRIOR_CASES,  # seconds per token-grid sample, not per optimisation step (bench/prior.py)
 }
 
 STAGES = ("generator", "cutouts", "clip", "backward", "optimizer", "callbacks")
@@ -72,6 +74,14 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
     :func:`clipgen.run.loop.optimize`, the loop a run takes, timed through its callbacks."""
     if name not in CASES:
         raise SettingsError(f"unknown bench preset {name!r}; {did_you_mean(name, CASES)}")
+    if name in PRIOR_CASES:
+        loop_only = {"--clip": clip, "--size": size, "--cutn": cutn, "--cut-batch": cut_batch,
+                     "--checkpointing": checkpointing or None, "--compile": None if compile == "auto" else compile}
+        given = [flag for flag, value in loop_only.items() if value is not None]
+        if given:
+            raise SettingsError(f"{', '.join(given)} time the optimisation loop; the prior case {name!r} takes "
+                                "--steps (timed samples), --warmup, --device and --precision")
+        return run_prior_bench(name, samples=steps, warmup=warmup, device=device, precision=precision)
     case = CASES[name]
     with tempfile.TemporaryDirectory() as tmp:
         options = dict(case.options, **({"checkpointing": True} if checkpointing else {}))

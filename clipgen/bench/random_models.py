@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from clipgen.generators.dvae.loader import convert_pickle
 from clipgen.generators.dvae.pickle_gate import PickleSource
 from clipgen.generators.vqgan.taming import TamingVQGAN, read_config
+from clipgen.priors.dalle.library import min_dalle
+from clipgen.priors.dalle.loader import Architecture, build_modules
+from clipgen.priors.dalle.prior import DallePrior
 
 # ImageNet f16-16384 model.yaml as CompVis publish it (the loss section is ignored by clipgen).
 IMAGENET_16384 = {
@@ -83,3 +86,26 @@ def random_biggan(folder: Path, resolution: int = 256) -> dict:
     (folder / "config.json").write_text(config.to_json_string())
     torch.save(model.state_dict(), folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
     return {"model_dir": str(folder)}
+
+
+@torch.no_grad()
+def random_dalle(prior_class: type[DallePrior], arch: Architecture, device: torch.device,
+                 dtype: torch.dtype = torch.float32, seed: int = 0) -> DallePrior:
+    """A DALL-E prior of architecture ``arch`` with random weights, built in memory (writing
+    and reading back gigabytes would time the disk, not the prior). Weights are N(0, 0.02),
+    norms the identity: trained-model scale, so activations stay finite at full depth. The
+    tokenizer knows single letters only: text length does not change the cost (the encoder
+    always reads 64 positions)."""
+    torch.manual_seed(seed)
+    encoder, decoder = build_modules(arch, device)
+    for module in (encoder, decoder):
+        module.to_empty(device=device)
+        for part in module.modules():
+            if isinstance(part, torch.nn.LayerNorm):
+                part.weight.fill_(1.0)
+                part.bias.zero_()
+            elif isinstance(part, (torch.nn.Linear, torch.nn.Embedding)):
+                part.weight.normal_(0.0, 0.02)
+        module.to(dtype).requires_grad_(False).eval()
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "Ġ": 4, **{chr(97 + i): 5 + i for i in range(26)}}
+    return prior_class(encoder, decoder, min_dalle().TextTokenizer(vocab, []), arch)

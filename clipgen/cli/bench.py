@@ -14,8 +14,8 @@ from clipgen.cli.generate import setting_help
 
 def bench(
     preset: Annotated[str, typer.Option(help="Benchmark case (see --list).")] = "vqgan-256-cut32",
-    steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 5,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps first.")] = 1,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps (samples, for a prior case).")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps (samples) first.")] = 1,
     device: Annotated[str, typer.Option(help=setting_help("device"))] = "auto",
     clip: Annotated[Optional[str], typer.Option(help="CLIP instead of the case's ViT-B-32:none.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Square size instead of the case's.")] = None,
@@ -44,6 +44,12 @@ def bench(
                        precision=precision, cut_batch=cut_batch, checkpointing=checkpointing, compile=compile)
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    if result.get("kind") == "prior":
+        console.print(f"{result['preset']} on {result['device']} ({result['threads']} threads, {result['precision']}, "
+                      f"{result['parameters'] / 1e6:.0f}M parameters): {result['seconds_per_sample']:.2f} s/sample, "
+                      f"{result['tokens_per_second']:.1f} tokens/s", markup=False)
+        console.print(f"peak memory ({result['peak_memory_kind']}): {result['peak_memory_mb']:.0f} MB")
         return
     table = Table("stage", "s/step", "share", title=f"{result['preset']} on {result['device']} "
                   f"({result['threads']} threads, {result['precision']}, {result['size']}², cutn "

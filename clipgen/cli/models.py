@@ -45,19 +45,22 @@ def models_list() -> None:
 
 @models_app.command("download")
 def models_download(
-    name: NameArg,
+    names: Annotated[list[str], typer.Argument(help="Model name(s) (see: clipgen models list), e.g. "
+                                                    "dalle-mini dalle-vqgan.")],
     force: Annotated[bool, typer.Option("--force", help="Fetch again even if cached and verified.")] = False,
 ) -> None:
-    """Download a model (resumable; every file is verified before it is kept)."""
+    """Download models (resumable; every file is verified before it is kept)."""
     # Lazy: both pull in torch, which `clipgen --help` and `models list` need not pay for.
     from clipgen.cli.progress import DownloadBar
     from clipgen.config.settings import offline_from_environment
 
-    entry = weights.get_entry(name)
+    # Every name is checked before anything downloads: a typo in the second fails at once.
+    entries = [weights.get_entry(name) for name in names]
     console = stderr_console()
-    with DownloadBar(console) as bar:
-        paths = weights.download(entry, offline=offline_from_environment(), progress=bar, force=force)
-    console.print(f"{entry.name}: {len(paths)} file(s) verified in {weights.entry_dir(entry)}", markup=False)
+    for entry in entries:
+        with DownloadBar(console) as bar:
+            paths = weights.download(entry, offline=offline_from_environment(), progress=bar, force=force)
+        console.print(f"{entry.name}: {len(paths)} file(s) verified in {weights.entry_dir(entry)}", markup=False)
 
 
 @models_app.command("verify")

@@ -69,6 +69,19 @@ class ProgressBar(StepProgress):
     def __init__(self, console: Console):
         super().__init__(console, "step")
 
+    def on_prior_token(self, done: int, total: int) -> None:
+        """Prior sampling, before the first step: a bar of token positions of its own."""
+        if self.prior is None:
+            self.prior = Progress(TextColumn("[bold]prior tokens"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=self.progress.console)
+            self.prior.add_task("", total=total)
+            self.prior.start()
+        self.prior.update(self.prior.task_ids[0], completed=done)
+        if done == total:
+            self.prior.stop()
+
+    prior: Progress | None = None
+
     def __call__(self, state: StepState) -> None:
         if self.task is None:
             self.start(state.total)
@@ -79,6 +92,10 @@ class ProgressBar(StepProgress):
 def print_summary(console: Console, result) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("image", str(result.paths["image"]))
+    if "candidates" in result.paths:  # a prior run: every sample, scored
+        count = len(result.extra.get("candidates", []))
+        table.add_row("candidates", f"{count} prior samples in {result.paths['candidates']}, scores in "
+                                    f"{result.paths['index']}")
     for key in ("svg", "video", "gif"):
         if key in result.paths:
             table.add_row(key, str(result.paths[key]))

@@ -71,6 +71,27 @@ def train_vqgan_command(
     _train("train-vqgan", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
 
 
+@toy_app.command("train-prior")
+def train_prior_command(
+    out: Annotated[Path, typer.Option(help="Folder for prior.safetensors + training.json.")],
+    vqgan: Annotated[Optional[Path], typer.Option(
+        help="Folder of the prior's VQGAN (model.yaml + last.ckpt; default: the built-in toy).")] = None,
+    steps: Steps = 6000,
+    batch_size: BatchSize = 32,
+    minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = 40.0,
+    threads: Threads = 2,
+    seed: Seed = 0,
+) -> None:
+    """Train the toy prior (a small transformer over the toy VQGAN's tokens) on the shapes world (CPU)."""
+    from clipgen.toy.train_prior import PriorTrainConfig, train
+    from clipgen.weights import builtin
+
+    folder = vqgan or builtin.verified_folder(builtin.get("vqgan", "toy"))
+    config = PriorTrainConfig(vqgan=str(folder), steps=steps, batch_size=batch_size, threads=threads, seed=seed,
+                              max_seconds=minutes * 60 if minutes else None)
+    _train("train-prior", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
+
+
 @toy_app.command("train-judge")
 def train_judge_command(
     out: Annotated[Path, typer.Option(help="Folder for judge.safetensors.")],

@@ -30,7 +30,8 @@ class Settings:
     clip: tuple[str, ...] = option(("ViT-B-32:openai",), help="CLIP model(s): NAME:TAG like ViT-B-32:openai, "
                                    "a local folder or ARCH:FILE, each optionally @weight")
     size: tuple[int, int] = option((256, 256), help="Image size WxH in pixels, e.g. 256x256", min=8, max=8192)
-    steps: int = option(300, help="Optimisation steps", min=1, max=10_000_000)
+    steps: int = option(300, help="Optimisation steps (0: only with a prior start: rank the samples, no refinement)",
+                        min=0, max=10_000_000)
     lr: float | None = option(None, help="Learning rate (default: the generator's own)", min=0.0)
     optimizer: str = option("adam", help="Optimiser", choices=OPTIMIZERS)
     cutn: int = option(32, help="Cutouts per step", min=1, max=4096)
@@ -63,8 +64,10 @@ class Settings:
     story: str = option("", help="Prompt schedule 'a forest:0-150|a forest on fire:150-300'")
     story_blend: int = option(0, help="Steps over which story segments cross-fade", min=0)
     tv_weight: float = option(0.0, help="Total-variation smoothness weight", min=0.0)
-    candidates: int = option(1, help="Generate N seeds and keep the best by CLIP score", min=1, max=10_000)
-    keep: int = option(1, help="How many of the best candidates to keep (best-1.png …)", min=1)
+    candidates: int = option(1, help="Generate N seeds (with a prior start: draw N prior samples) and keep the "
+                                     "best by CLIP score", min=1, max=10_000)
+    keep: int = option(1, help="How many of the best candidates to keep (best-1.png …; with a prior start, "
+                               "each is refined)", min=1)
     rank_clip: tuple[str, ...] = option((), help="CLIP model(s) that rank candidates (default: the guiding ones)")
     offline: bool = option(False, help="Never touch the network")
     preset: str | None = option(None, help="The preset these settings started from")

@@ -19,7 +19,8 @@ its schedules right) and again after a rewind (with the restored step). A schedu
 therefore be a function of ``step`` alone, never a counter the hook ticks.
 
 Capabilities are protocols, checked with ``isinstance`` (``issubclass`` for a class) and
-nothing else: :class:`EncodesImages`, :class:`Regularized`, :class:`VectorGraphic`.
+nothing else: :class:`EncodesImages`, :class:`TokenGrid`, :class:`Regularized`,
+:class:`VectorGraphic`; and :class:`StartsFromPrior` on the options.
 The first line of the class docstring is the generator's description in listings.
 
 Adding a generator is one folder ``generators/NAME/`` + one line in the registry
@@ -79,6 +80,25 @@ class EncodesImages(Protocol):
 
     def init_from_image(self, image: torch.Tensor) -> None:
         """``image``: ``(1, 3, H, W)`` in ``[0, 1]``, already at the generator's size."""
+
+
+@runtime_checkable
+class TokenGrid(Protocol):
+    """A generator made of discrete tokens that a prior can write (VQGAN)."""
+
+    def init_from_tokens(self, tokens: torch.Tensor) -> None:
+        """``tokens``: ``(h, w)`` code indices of the generator's grid."""
+
+    def decode_tokens(self, tokens: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """``(n, h, w)`` -> images ``(n, 3, H, W)`` in ``[0, 1]``, without gradients."""
+
+
+@runtime_checkable
+class StartsFromPrior(Protocol):
+    """Generator *options* that can ask for prior samples as the start."""
+
+    def prior_start(self):
+        """A :class:`clipgen.priors.base.PriorStart`, or None for the generator's own start."""
 
 
 @runtime_checkable

@@ -1,15 +1,44 @@
-"""``OUT/index.html``: a contact sheet of every finished run folder, with relative links."""
+"""Contact sheets: ``OUT/index.html`` of every finished run folder (``batch``), and a prior
+run's ``index.html`` of its scored candidates; relative links, every text escaped."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 from clipgen.atomic import write_text
 from clipgen.outputs.run_record import read_record
 
 _STYLE = ("body{font-family:sans-serif;display:flex;flex-wrap:wrap;gap:12px}"
-          "figure{width:256px;margin:0}img{width:256px;image-rendering:pixelated}")
+          "figure{width:256px;margin:0}img{width:256px;image-rendering:pixelated}"
+          "figure.kept{outline:3px solid #2a7}")
+
+
+@dataclass(frozen=True)
+class Card:
+    image: str  # relative to the page
+    title: str
+    lines: tuple[str, ...] = ()
+    link: tuple[str, str] | None = None  # (text, relative href)
+    highlight: bool = False
+
+
+def write_cards(path: Path, title: str, cards: list[Card]) -> Path:
+    """An HTML page of image cards. Prompts and paths are user text: all of it is escaped."""
+    parts = []
+    for card in cards:
+        caption = "<br>".join([f"<b>{html.escape(card.title)}</b>", *(html.escape(line) for line in card.lines)])
+        if card.link is not None:
+            caption += f' · <a href="{html.escape(card.link[1])}">{html.escape(card.link[0])}</a>'
+        css = ' class="kept"' if card.highlight else ""
+        src = html.escape(card.image)
+        parts.append(f'<figure{css}><a href="{src}"><img src="{src}" loading="lazy"></a>'
+                     f"<figcaption>{caption}</figcaption></figure>")
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>"
+            + "".join(parts))
+    write_text(path, page)
+    return path
 
 
 def write_index(out: Path) -> Path:
@@ -19,14 +48,8 @@ def write_index(out: Path) -> Path:
         if not record or record.get("status") != "finished":
             continue
         image = Path(record["files"]["image"])
-        rel = f"{folder.name}/{image.name}"
-        # Prompts are user text: everything that reaches the page is escaped.
-        cards.append(
-            f'<figure><a href="{html.escape(rel)}"><img src="{html.escape(rel)}" loading="lazy"></a>'
-            f"<figcaption><b>{html.escape(record.get('prompt', ''))}</b><br>seed {record.get('seed')} · "
-            f"score {record.get('final_similarity', 0):.3f} · {record.get('seconds', 0):.1f} s · "
-            f'<a href="{html.escape(folder.name)}/run.json">run.json</a></figcaption></figure>')
-    page = f"<!doctype html><meta charset='utf-8'><title>clipgen batch</title><style>{_STYLE}</style>" + "".join(cards)
-    path = out / "index.html"
-    write_text(path, page)
-    return path
+        cards.append(Card(f"{folder.name}/{image.name}", record.get("prompt", ""),
+                          (f"seed {record.get('seed')} · score {record.get('final_similarity', 0):.3f} · "
+                           f"{record.get('seconds', 0):.1f} s",),
+                          ("run.json", f"{folder.name}/run.json")))
+    return write_cards(out / "index.html", "clipgen batch", cards)

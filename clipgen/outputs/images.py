@@ -22,6 +22,17 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
 
 
+def grid_image(images: list[Image.Image], columns: int | None = None, gap: int = 2) -> Image.Image:
+    """Equal-sized images side by side in rows (a square-ish grid unless ``columns``)."""
+    columns = columns or max(1, round(len(images) ** 0.5 + 0.49))
+    rows = -(-len(images) // columns)
+    w, h = images[0].size
+    sheet = Image.new("RGB", (columns * (w + gap) - gap, rows * (h + gap) - gap), (255, 255, 255))
+    for i, image in enumerate(images):
+        sheet.paste(image, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return sheet
+
+
 def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
     info = PngInfo()
     for key, value in (metadata or {}).items():

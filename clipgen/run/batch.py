@@ -23,9 +23,9 @@ from clipgen.inputs import read_text_file
 from clipgen.outputs.naming import slugify
 from clipgen.outputs.run_record import is_finished, read_record
 from clipgen.run.plan import RunPlan, plan_run
-from clipgen.run.runner import run_plan
+from clipgen.run.runner import is_prior_run, run_plan
 from clipgen.run.session import load_run_perceptor
-from clipgen.run.single import Result, resume_run
+from clipgen.run.single import Result
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def existing_folder(out: Path, item: BatchItem) -> Path | None:
         return None
     candidates = sorted(out.glob(f"{item.index:04d}-*"))
     finished = [c for c in candidates if is_finished(c)]
-    resumable = [c for c in candidates if (c / "state.pt").is_file()]
+    resumable = [c for c in candidates if (c / "state.pt").is_file() or is_prior_run(c)]
     return (finished or resumable or [None])[0]
 
 
@@ -127,7 +127,7 @@ def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callb
                        record.get("seed"))
     result: Result
     if previous is not None:
-        result = resume_run(previous, callbacks=callbacks)
+        result = resume(previous, callbacks=callbacks)
     else:
         plan = plan_run(settings)
         result = run_plan(plan, callbacks=callbacks, perceptor=perceptors.get(plan), folder_name=folder_name(item))

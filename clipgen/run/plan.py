@@ -20,6 +20,7 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
+from clipgen.generators.base import StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
 from clipgen.guidance.cutouts import check_augmentations
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
@@ -41,6 +42,7 @@ class RunInputs:
     mask: Any = None  # PIL image
     clip: tuple[ClipSpec, ...] = ()
     rank_clip: tuple[ClipSpec, ...] = ()
+    start_tokens: Any = None  # (h, w) token grid a prior wrote (a kept sample being refined)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,14 @@ def check_settings(settings: Settings) -> None:
     if (settings.video or settings.gif) and settings.save_every == 0:
         raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
     check_animation(settings, get_generator_class(settings.generator))
+    from_prior = isinstance(settings.options, StartsFromPrior) and settings.options.prior_start() is not None
+    if settings.steps == 0 and not from_prior:
+        raise SettingsError("--steps 0 leaves nothing to do without a prior start; give --steps N, or start "
+                            "from a prior (--set vqgan.init=prior, e.g. --preset toy-dalle)")
+    if from_prior and settings.keep > settings.candidates:
+        raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates} prior samples")
+    if from_prior and (settings.init_image or settings.story):
+        raise SettingsError("a prior start cannot be combined with --init-image or --story; drop one of them")
     if settings.candidates > 1:
         if settings.keep > settings.candidates:
             raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates}")

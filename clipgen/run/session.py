@@ -65,12 +65,21 @@ def load_run_perceptor(plan: RunPlan) -> Perceptor:
                               compile=settings.compile == "on")
 
 
-def _make_generator(plan: RunPlan) -> tuple[Generator, torch.Tensor | None]:
-    """The generator (masked if asked) and the init image as a tensor at the run's size."""
-    settings, inputs = plan.settings, plan.inputs
+def make_generator(plan: RunPlan) -> Generator:
+    """The run's generator with its own start (random, or the model's default)."""
+    settings = plan.settings
     context = GeneratorContext(device=plan.device, offline=settings.offline, steps=settings.steps,
                                dtype=plan.dtype)
-    generator = get_generator_class(settings.generator)(settings.size, settings.options, context).to(plan.device)
+    return get_generator_class(settings.generator)(settings.size, settings.options, context).to(plan.device)
+
+
+def _make_generator(plan: RunPlan) -> tuple[Generator, torch.Tensor | None]:
+    """The generator (masked if asked), started from the plan's start tokens or init image,
+    and the init image as a tensor at the run's size."""
+    settings, inputs = plan.settings, plan.inputs
+    generator = make_generator(plan)
+    if inputs.start_tokens is not None:
+        generator.init_from_tokens(inputs.start_tokens)
     if inputs.init_image is None:
         return generator, None
     init = resize_to(inputs.init_image, settings.size).to(plan.device)

@@ -1,6 +1,6 @@
 """The weights registry: which pretrained files exist, where they are hosted, what they weigh.
 
-An entry is a name, a kind (``vqgan``, ``dalle-dvae``, ``biggan-deep``…), a description
+An entry is a name, a kind (``vqgan``, ``dalle-dvae``, ``biggan-deep``, ``prior``…), a description
 and the files it consists of (:mod:`.spec`). Each family of models keeps its entries in
 its own module (``entries/vqgan.py``…); adding a family is one module plus one line in
 :data:`ENTRIES`. Nothing else in the package knows about particular models.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from clipgen.errors import ModelError, did_you_mean
 from clipgen.weights.entries.biggan import BIGGAN_ENTRIES
+from clipgen.weights.entries.dalle import DALLE_ENTRIES
 from clipgen.weights.entries.dvae import DVAE_ENTRIES
 from clipgen.weights.entries.vqgan import VQGAN_CHECKPOINT, VQGAN_CONFIG, VQGAN_ENTRIES
 from clipgen.weights.spec import FileSpec, WeightsEntry
@@ -24,6 +25,7 @@ ENTRIES: tuple[WeightsEntry, ...] = (
     *VQGAN_ENTRIES,
     *DVAE_ENTRIES,
     *BIGGAN_ENTRIES,
+    *DALLE_ENTRIES,
 )
 REGISTRY: dict[str, WeightsEntry] = {entry.name: entry for entry in ENTRIES}
 

@@ -115,3 +115,34 @@ def test_frames_are_encoded_from_the_step_not_rendered_again(bench_json, monkeyp
     monkeypatch.setattr(PixelGenerator, "forward", lambda self: calls.append(1) or forward(self))
     bench_json("--preset", "pixels-256-cut32", "--size", "16", "--cutn", "2")
     assert len(calls) == 1  # one timed step, no warm-up (the fixture's): its forward and nothing else
+
+
+def test_prior_case_is_the_real_mini_and_times_whole_samples(run_cli, monkeypatch):
+    """The case builds DALL-E Mini's architecture; here it is shrunk (2 layers, width 32;
+    still 256 tokens) so CI can afford a sample."""
+    import importlib.util
+    from dataclasses import replace
+
+    import pytest
+
+    if importlib.util.find_spec("min_dalle") is None:
+        pytest.skip("needs the dalle extra")
+    from fixtures.checkpoints import TINY_DALLE
+
+    from clipgen.bench import prior as prior_bench
+    from clipgen.priors.dalle.loader import MINI, Architecture
+
+    case = prior_bench.PRIOR_CASES["dalle-mini-prior"]
+    assert case.architecture == MINI and case.sampling.guidance == 16.0 and "dalle-mini-prior" in CASES
+    monkeypatch.setitem(prior_bench.PRIOR_CASES, "dalle-mini-prior",
+                        replace(case, architecture=Architecture("tiny", **TINY_DALLE)))
+    args = ["bench", "--preset", "dalle-mini-prior", "--steps", "1", "--warmup", "0", "--device", "cpu"]
+    code, out, err = run_cli([*args, "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["kind"] == "prior" and result["tokens"] == 256 and result["samples"] == 1
+    assert result["seconds_per_sample"] > 0 and result["tokens_per_second"] > 0 and result["peak_memory_mb"] > 0
+    code, out, err = run_cli(args)
+    assert code == 0 and "s/sample" in out, err
+    code, out, err = run_cli([*args, "--size", "64"])
+    assert code == 2 and "--size time the optimisation loop" in err

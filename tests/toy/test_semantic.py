@@ -48,3 +48,28 @@ def test_a_flipped_loss_sign_fails_the_judge(tmp_path, judge, monkeypatch):
     monkeypatch.setattr(clipgen.guidance.objective.Objective, "clip_loss", lambda self, views: -real(self, views))
     report = evaluate_preset("toy", tmp_path, prompts=PROMPTS[:3], judge=judge, candidates=1, steps=60)
     assert sum(r["colour_and_background"] for r in report["results"]) == 0, report["results"]
+
+
+@pytest.mark.slow
+def test_toy_dalle_images_show_colour_shape_and_background(tmp_path, judge):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # Short settings: fewer samples and steps than the preset, the same recipe.
+    report = evaluate_preset("toy-dalle", tmp_path, prompts=PROMPTS, judge=judge, candidates=12, steps=10)
+    assert sum(r["all_three"] for r in report["results"]) >= 3, report["results"]
+
+
+@pytest.mark.slow
+def test_toy_dalle_control_with_another_prompt_fails(tmp_path, judge):
+    import clipgen
+    from clipgen.toy.evaluate import prompt_text, wanted_attributes
+    from clipgen.toy.judge import read_attributes
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    hits = 0
+    for wanted, other in zip(PROMPTS, PROMPTS[1:] + PROMPTS[:1]):
+        # The prompt given is another one of the set: the judge must not find the first.
+        result = clipgen.generate(prompt_text(*other), preset="toy-dalle", out=str(tmp_path), candidates=12, steps=10,
+                                  seed=0, save_every=0, offline=True)
+        seen = read_attributes(judge, [result.image])[0]
+        hits += all(seen[k] == v for k, v in wanted_attributes(wanted).items())
+    assert hits < 3

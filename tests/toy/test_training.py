@@ -154,3 +154,26 @@ def test_dead_codes_move_onto_encoder_outputs():
     flat = latents.movedim(1, -1).reshape(-1, latents.shape[1])
     # each restarted code sits next to one of the latents
     assert torch.cdist(model.codebook[[3, 7]], flat).min(dim=1).values.max() < 0.2
+
+
+def test_train_prior_few_steps_saves_a_prior_that_samples(tmp_path):
+    import torch
+
+    from clipgen.priors.base import PriorContext
+    from clipgen.priors.sampling import sample_grids
+    from clipgen.priors.toy.prior import ToyPrior
+    from clipgen.toy.train_prior import PriorTrainConfig, train
+    from clipgen.weights import builtin
+
+    vqgan = builtin.verified_folder(builtin.get("vqgan", "toy"))
+    losses = []
+    config = PriorTrainConfig(vqgan=str(vqgan), steps=3, batch_size=4, initial_pool=8, grow_per_step=2,
+                              width=32, layers=1, heads=2, warmup=1, threads=1, eval_images=4)
+    metrics = train(config, out_dir=tmp_path, on_step=lambda step, loss: losses.append(loss))
+    # 512 codes: an untrained prior's cross-entropy starts near ln 512 ≈ 6.2.
+    assert len(losses) == 3 and all(5.0 < loss < 7.5 for loss in losses)
+    assert metrics["pool_images"] == 8 + 3 * 2 and metrics["sequences"] == 12
+    prior = ToyPrior.from_file(tmp_path / "prior.safetensors", PriorContext(torch.device("cpu")))
+    assert prior.grid == (16, 16) and prior.vocab_size == 512
+    grids = sample_grids(prior, "a red star", 2, seed=0)
+    assert grids.shape == (2, 16, 16) and int(grids.max()) < 512

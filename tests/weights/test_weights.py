@@ -303,13 +303,32 @@ def test_registry_has_the_public_vqgans():
     expected = {"imagenet-f16-16384", "imagenet-f16-1024", "gumbel-f8-8192", "wikiart-f16-16384", "wikiart-f16-1024"}
     assert expected <= set(weights.names("vqgan"))
     for entry in weights.entries("vqgan"):
-        assert [f.filename for f in entry.files] == [weights.VQGAN_CONFIG, weights.VQGAN_CHECKPOINT]
+        # dalle-vqgan is min-dalle's decoder: one state dict, no yaml (generators/vqgan/detoker.py).
+        taming_pair = [weights.VQGAN_CONFIG, weights.VQGAN_CHECKPOINT]
+        assert [f.filename for f in entry.files] == (["detoker.pt"] if entry.name == "dalle-vqgan" else taming_pair)
         for spec in entry.files:
             assert spec.urls and all(u.startswith("https://") for u in spec.urls)
             assert len(set(spec.urls)) == len(spec.urls)
             assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
     default = weights.get_entry("imagenet-f16-16384").file(weights.VQGAN_CHECKPOINT)
     assert default.size == 980_092_370 and default.sha256.startswith("845a6880")
+
+
+def test_the_dalle_entries_are_listed(home, run_cli):
+    """DALL-E Mini/Mega and their decoder: min-dalle's files on Hugging Face, digests unpublished."""
+    code, out, err = run_cli(["models", "list"])
+    assert code == 0, err
+    assert all(name in out for name in ("dalle-mini", "dalle-mega", "dalle-vqgan"))
+    assert weights.get_entry("dalle-mini").kind == weights.get_entry("dalle-mega").kind == "prior"
+    assert weights.get_entry("dalle-vqgan").kind == "vqgan"
+    base = "https://huggingface.co/kuprel/min-dalle/resolve/main/"
+    files = {name: [(f.filename, f.urls, f.sha256) for f in weights.get_entry(name).files]
+             for name in ("dalle-mini", "dalle-mega", "dalle-vqgan")}
+    assert files["dalle-mini"] == [(f, (base + f,), None) for f in
+                                   ("encoder_mini.pt", "decoder_mini.pt", "vocab_mini.json", "merges_mini.txt")]
+    assert files["dalle-mega"] == [(f, (base + f,), None) for f in
+                                   ("encoder.pt", "decoder.pt", "vocab.json", "merges.txt")]
+    assert files["dalle-vqgan"] == [("detoker.pt", (base + "detoker.pt",), None)]
 
 
 def test_unknown_name_suggests(home):
@@ -468,3 +487,10 @@ def test_one_line_keeps_the_first_line_and_cuts_long_ones():
 def test_one_line_of_an_empty_exception_is_its_type():
     assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
     assert one_line(ValueError("   \n ")) == "ValueError"
+
+
+def test_download_of_several_names_checks_every_name_first(registered, server, run_cli):
+    code, out, err = run_cli(["models", "download", "tiny-test", "tiny-tset"])
+    assert code == 2 and "unknown model 'tiny-tset'" in err and server.requests == []
+    code, out, err = run_cli(["models", "download", "tiny-test", "tiny-test"])
+    assert code == 0 and err.count("tiny-test: 2 file(s) verified") == 2

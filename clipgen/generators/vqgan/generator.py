@@ -27,7 +27,10 @@ from clipgen.config.typed import option
 from clipgen.errors import SettingsError
 from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.common import clamp_with_grad, existing_file, model_option, registry_files, require_multiple
+from clipgen.generators.vqgan.detoker import DETOKER_CONFIG, DETOKER_FILE, load_detoker
 from clipgen.generators.vqgan.taming import load_weights, nearest_codes, read_config
+from clipgen.priors.base import PriorStart
+from clipgen.priors.registry import PRIORS, decoder_of, priors_for
 from clipgen.weights import builtin
 
 DEFAULT_MODEL = "imagenet-f16-16384"
@@ -41,8 +44,18 @@ class VQGANOptions:
     checkpoint: str | None = option(None, help="Local taming .ckpt (with config; overrides model)")
     checkpointing: bool = option(False, help="Recompute decoder activations in backward: less memory, "
                                              "~30% slower; for sizes that do not fit otherwise")
+    init: str = option("random", help="Start tokens: random, or prior (the best of --candidates prior samples "
+                                      "by CLIP; --keep of them are refined)", choices=("random", "prior"))
+    prior: str | None = option(None, help=f"Prior for init=prior: {', '.join(sorted(PRIORS))} (default: the "
+                                          "one whose tokens this model decodes)")
+    temperature: float = option(1.0, help="Prior sampling temperature", min=0.01, max=100.0)
+    top_k: int = option(0, help="Prior samples from the k likeliest codes (0: all; 1: greedy)", min=0)
+    guidance: float | None = option(None, help="Prior classifier-free guidance (DALL-E's supercondition factor; "
+                                               "default: the prior's own)", min=0.0, max=1000.0)
 
     def __post_init__(self) -> None:
+        if self.init == "prior":
+            self._check_prior()
         if not (self.config or self.checkpoint):
             return
         if not (self.config and self.checkpoint):
@@ -53,6 +66,27 @@ class VQGANOptions:
         # Here rather than at load time, so a wrong path fails before CLIP or any model loads.
         existing_file(self.config, "VQGAN config", "check --vqgan-config")
         existing_file(self.checkpoint, "VQGAN checkpoint", "check --vqgan-checkpoint")
+
+    def _check_prior(self) -> None:
+        if self.config or self.checkpoint:
+            raise SettingsError("vqgan.init=prior needs a named VQGAN model whose tokens a prior writes, not a local "
+                                "config/checkpoint pair; drop --vqgan-config/--vqgan-checkpoint")
+        if self.prior is None:
+            if not priors_for(self.model):
+                pairs = ", ".join(f"{name} (vqgan.model={decoder})" for name, (_, decoder) in sorted(PRIORS.items()))
+                raise SettingsError(f"no prior writes tokens for the VQGAN {self.model!r}; priors: {pairs}")
+            return
+        decoder = decoder_of(self.prior)
+        if decoder != self.model:
+            raise SettingsError(f"the prior {self.prior!r} writes tokens of the VQGAN {decoder!r}, not "
+                                f"{self.model!r}; add --set vqgan.model={decoder}")
+
+    def prior_start(self) -> PriorStart | None:
+        """What to sample start tokens from, or None for random tokens."""
+        if self.init != "prior":
+            return None
+        name = self.prior or priors_for(self.model)[0]
+        return PriorStart(name, self.temperature, self.top_k, self.guidance)
 
 
 def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -73,10 +107,12 @@ class VQGANGenerator(Generator):
     def __init__(self, size: tuple[int, int], options: VQGANOptions, context: GeneratorContext):
         super().__init__(size, options, context)
         config_path, checkpoint_path, fix = _model_files(options, context)
-        config = read_config(config_path)  # the yaml alone: cheap, and it fixes the downsampling
+        # The yaml alone: cheap, and it fixes the downsampling. min-dalle's detoker has none (detoker.py).
+        config = read_config(config_path) if config_path else DETOKER_CONFIG
         factor = config.downsampling
         require_multiple("vqgan", size, factor, f"this model downsamples {factor}x")
-        self.vqgan = load_weights(config, checkpoint_path, context.device, fix)
+        self.vqgan = (load_weights(config, checkpoint_path, context.device, fix) if config_path
+                      else load_detoker(checkpoint_path, context.device, fix))
         # Channels-last is the layout of the fast bf16 conv kernels (oneDNN with AMX, cuDNN);
         # for fp32 on the CPU it was slower here (AVX2: 52 vs 75 GFLOP/s forward).
         channels_last = context.device.type == "cuda" or context.dtype != torch.float32
@@ -116,14 +152,31 @@ class VQGANGenerator(Generator):
         self.z.copy_(self._embed(tokens[:1]))
 
     @torch.no_grad()
+    def init_from_tokens(self, tokens: torch.Tensor) -> None:
+        """Start from a token grid ``(h, w)`` (a prior's sample)."""
+        if tuple(tokens.shape[-2:]) != self.tokens_hw:
+            raise SettingsError(f"the start tokens are a {tokens.shape[-2]}×{tokens.shape[-1]} grid; this VQGAN at "
+                                f"{self.width}x{self.height} needs {self.tokens_hw[0]}×{self.tokens_hw[1]}")
+        self.z.copy_(self._embed(tokens.reshape(1, *self.tokens_hw).to(self.z.device)))
+
+    @torch.no_grad()
+    def decode_tokens(self, tokens: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """Images ``(n, 3, H, W)`` in [0, 1] for token grids ``(n, h, w)``, ``batch`` at a time."""
+        images = []
+        for chunk in tokens.to(self.codebook.device).split(batch):
+            z_q = F.embedding(chunk, self.codebook).movedim(-1, 1)
+            images.append(self.vqgan.decode(z_q).add(1).div(2).clamp(0, 1))
+        return torch.cat(images)
+
+    @torch.no_grad()
     def tokens(self) -> torch.Tensor:
         """The current token grid ``(h, w)`` (what the image is made of)."""
         return nearest_codes(self.z, self.codebook)[0]
 
 
-def _model_files(options: VQGANOptions, context: GeneratorContext) -> tuple[Path, Path, str]:
+def _model_files(options: VQGANOptions, context: GeneratorContext) -> tuple[Path | None, Path, str]:
     """(config, checkpoint, how-to-fix) for a local pair (checked by the options), the built-in
-    toy, or a registry entry."""
+    toy, or a registry entry (config None for the yaml-less dalle-vqgan)."""
     if options.config:
         paths = Path(options.config).expanduser(), Path(options.checkpoint).expanduser()
         return paths[0], paths[1], "check --vqgan-config and --vqgan-checkpoint"
@@ -132,4 +185,6 @@ def _model_files(options: VQGANOptions, context: GeneratorContext) -> tuple[Path
         folder = builtin.verified_folder(shipped)
         return folder / weights.VQGAN_CONFIG, folder / weights.VQGAN_CHECKPOINT, "reinstall clipgen"
     files, fix = registry_files(options.model, "vqgan", context.offline)
+    if DETOKER_FILE in files:  # min-dalle's decoder (dalle-vqgan): one file, no yaml
+        return None, files[DETOKER_FILE], fix
     return files[weights.VQGAN_CONFIG], files[weights.VQGAN_CHECKPOINT], fix
