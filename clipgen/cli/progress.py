@@ -39,6 +39,7 @@ class StepProgress:
         )
         self.total = total
         self.task = None
+        self.prior: Progress | None = None  # prior sampling's own bar (on_prior_token)
 
     def start(self, total: int) -> None:
         self.task = self.progress.add_task("", total=total, loss="–", rate="–")
@@ -79,8 +80,6 @@ class ProgressBar(StepProgress):
         self.prior.update(self.prior.task_ids[0], completed=done)
         if done == total:
             self.prior.stop()
-
-    prior: Progress | None = None
 
     def __call__(self, state: StepState) -> None:
         if self.task is None:

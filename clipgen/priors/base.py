@@ -19,6 +19,7 @@ every prior, :func:`clipgen.priors.sampling.sample_grids`; a prior only computes
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,7 +44,7 @@ class PriorContext:
     dtype: torch.dtype = torch.float32  # compute precision of the frozen prior
 
 
-class Prior(nn.Module):
+class Prior(nn.Module, ABC):
     """The base class; see the module docstring for the contract."""
 
     grid: tuple[int, int] = (16, 16)
@@ -60,9 +61,11 @@ class Prior(nn.Module):
         (raster order unless the prior writes in another)."""
         return written.view(-1, *self.grid)
 
+    @abstractmethod
     def begin(self, text: str, batch: int, guided: bool) -> Any:
-        raise NotImplementedError
+        """Encode ``text`` once; the decoding state for ``batch`` rows (twice that if ``guided``)."""
 
+    @abstractmethod
     def next_logits(self, state: Any, previous: torch.Tensor | None,
                     position: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
+        """``(cond, uncond)`` float32 logits ``(batch, vocab_size)`` for ``position``."""

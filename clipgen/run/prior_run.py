@@ -76,10 +76,11 @@ def run_prior(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | No
     images = [tensor_to_pil(image) for image in decoder.decode_tokens(tokens)]
     del prior, decoder
     scores = rank_scores(ranker, images, plan.inputs.prompts)
-    order = sorted(range(len(images)), key=lambda i: -scores[i])[: settings.keep]
+    ranked = sorted(range(len(images)), key=lambda i: -scores[i])
+    order = ranked[: settings.keep]
 
     folder = make_run_dir(settings.out, folder_name or plan.slug)
-    candidate_files = _write_candidates(folder, images, scores, order)
+    candidate_files = _write_candidates(folder, images, scores, ranked, settings.keep)
     record = {
         "status": "running", "kind": "prior", "prompt": settings.prompt, "settings": settings.to_dict(),
         "prior": {"name": start.prior, "temperature": sampling.temperature, "top_k": sampling.top_k,
@@ -184,14 +185,13 @@ def _result(plan: RunPlan, folder: Path, record: dict, run_json: Path, first: Re
                   extra={"candidates": record["candidates"], "kept": record["kept"], "prior": record["prior"]})
 
 
-def _write_candidates(folder: Path, images: list, scores: list[float], order: list[int]) -> list[Path]:
+def _write_candidates(folder: Path, images: list, scores: list[float], ranked: list[int], keep: int) -> list[Path]:
     files = []
     (folder / "candidates").mkdir()
     for i, image in enumerate(images):
         files.append(save_png(folder / "candidates" / f"candidate-{i:03d}.png", image))
     save_png(folder / "candidates.png", grid_image(images))
-    ranked = sorted(range(len(images)), key=lambda i: -scores[i])
     cards = [Card(f"candidates/{files[i].name}", f"#{n} · candidate {i}", (f"score {scores[i]:.4f}",),
-                  highlight=i in order) for n, i in enumerate(ranked, start=1)]
+                  highlight=n <= keep) for n, i in enumerate(ranked, start=1)]
     write_cards(folder / "index.html", "clipgen prior candidates", cards)
     return files

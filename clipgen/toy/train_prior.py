@@ -10,7 +10,6 @@ of its label, so the same image teaches several ways of naming it.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from clipgen.generators.vqgan.taming import load_weights, read_config
 from clipgen.hardware import cpu_has_fast_bf16
 from clipgen.priors.toy.model import ToyPriorConfig, ToyPriorNet, to_blocks, tokenize
 from clipgen.toy import world
+from clipgen.toy.train_vqgan import warmup_cosine
 
 PRIOR_FILE = "prior.safetensors"
 HELD_OUT_SEED = 30_000_000
@@ -86,13 +86,6 @@ class TokenPool:
         return len(self.labels)
 
 
-def lr_at(step: int, config: PriorTrainConfig, total: int) -> float:
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, total - config.warmup))
-    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train(config: PriorTrainConfig, out_dir: Path | None = None,
           on_step: Callable[[int, float], None] | None = None) -> dict:
     torch.set_num_threads(config.threads)
@@ -134,7 +127,7 @@ def train(config: PriorTrainConfig, out_dir: Path | None = None,
         words = tokenize(texts, model_config)
         tokens = torch.stack([pool.tokens[i] for i in picks])
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config, total)
+            group["lr"] = warmup_cosine(step, config.lr, config.warmup, total)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(words, tokens)
         loss = F.cross_entropy(logits.float().reshape(-1, model_config.codes), to_blocks(tokens).reshape(-1))

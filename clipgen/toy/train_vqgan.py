@@ -100,11 +100,16 @@ def random_crops(images: torch.Tensor, size: int, rng: random.Random) -> torch.T
     return torch.stack([image[:, y:y + size, x:x + size] for image, (x, y) in zip(images, offsets)])
 
 
+def warmup_cosine(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warm-up to ``peak``, then a cosine down to 5% of it at ``total`` (and flat after)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def lr_at(step: int, config: VQTrainConfig) -> float:
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, config.lr, config.warmup, config.steps)
 
 
 def encode(model, x: torch.Tensor) -> torch.Tensor:
