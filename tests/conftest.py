@@ -16,14 +16,26 @@ from fixtures.checkpoints import write_tiny_biggan, write_tiny_clip, write_tiny_
 # and keep runs reproducible.
 torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS") or 2), 2, os.cpu_count() or 1))
 
+def _fp32_faster():
+    from clipgen.kernel_rates import PrecisionProbe
+
+    return PrecisionProbe(machine="pinned by tests/conftest.py", capability="pinned", threads=1, fp32_matmul=100.0,
+                          bf16_matmul=10.0, fp32_conv=100.0, bf16_conv=10.0)
+
+
+FP32_FASTER = _fp32_faster()
+
+
 @pytest.fixture(autouse=True)
 def _same_precision_on_every_cpu(monkeypatch):
-    """``--precision auto`` picks bf16 on CPUs with AMX/AVX-512-BF16 and fp32 elsewhere;
-    tests pin the fp32 answer so their numbers do not depend on the CI machine's CPU.
-    The bf16 paths are tested by asking for them explicitly."""
+    """``--precision auto`` measures bf16 against fp32 and picks bf16 where it is faster (and
+    the toy trainers ask the CPU flags); tests pin the fp32 answer so their numbers do not
+    depend on the CI machine's CPU. The bf16 paths are tested by asking for them explicitly;
+    the probe itself by tests of its own."""
     import clipgen.hardware
 
     monkeypatch.setattr(clipgen.hardware, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(clipgen.hardware, "cached_precision_probe", lambda folder: FP32_FASTER)
 
 
 @pytest.fixture(scope="session")

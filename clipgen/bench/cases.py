@@ -11,6 +11,7 @@ import torch
 
 from clipgen.bench import random_models
 from clipgen.bench.prior import PRIOR_CASES, PriorCase, run_prior_bench
+from clipgen.bench.roofline import count_flops, profile_step, roofline
 from clipgen.bench.timer import StepClock
 from clipgen.config.settings import resolve_run_settings
 from clipgen.errors import SettingsError, did_you_mean
@@ -69,15 +70,20 @@ def _frame_encoder(clock: StepClock):
 
 def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", clip: str | None = None,
               size: int | None = None, cutn: int | None = None, precision: str = "auto",
-              cut_batch: int | None = None, checkpointing: bool = False, compile: str = "auto") -> dict:
+              cut_batch: int | None = None, checkpointing: bool = False, compile: str = "auto",
+              with_roofline: bool = False, profile_ops: int = 0) -> dict:
     """Time ``steps`` optimisation steps (after ``warmup``) stage by stage: the steps of
-    :func:`clipgen.run.loop.optimize`, the loop a run takes, timed through its callbacks."""
+    :func:`clipgen.run.loop.optimize`, the loop a run takes, timed through its callbacks.
+    ``with_roofline`` adds the step's FLOPs, this machine's peaks and the efficiency
+    (:mod:`clipgen.bench.roofline`), counted after the timed steps; ``profile_ops`` > 0
+    adds torch.profiler's table of that many ops by self time, over one more step."""
     if name not in CASES:
         raise SettingsError(f"unknown bench preset {name!r}; {did_you_mean(name, CASES)}")
     if name in PRIOR_CASES:
         loop_only = {"--clip": clip, "--size": size, "--cutn": cutn, "--cut-batch": cut_batch,
                      "--checkpointing": checkpointing or None, "--compile": None if compile == "auto" else compile}
         given = [flag for flag, value in loop_only.items() if value is not None]
+        given += ["--roofline"] * with_roofline + ["--profile"] * bool(profile_ops)
         if given:
             raise SettingsError(f"{', '.join(given)} time the optimisation loop; the prior case {name!r} takes "
                                 "--steps (timed samples), --warmup, --device and --precision")
@@ -105,8 +111,10 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
                  check_every=check_interval(dev, settings.save_every, 0))
         elapsed = clock.timer.elapsed()
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
+        tally = count_flops(lambda: _one_step(session)) if with_roofline else None
+        ops = profile_step(lambda: _one_step(session), profile_ops) if profile_ops else None
     timed = max(clock.steps, 1)
-    return {
+    result = {
         "preset": name, "description": case.description, "device": str(dev),
         "precision": precision_name(session.perceptor.dtype), "cutn": settings.cutn,
         "cut_batch": settings.cut_batch, "size": settings.width,
@@ -114,3 +122,14 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         "seconds_per_step": elapsed / timed, "stages": clock.per_step(STAGES),
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
     }
+    if tally is not None:
+        result["roofline"] = roofline(tally, elapsed / timed, result["precision"], dev)
+    if ops is not None:
+        result["profile"] = ops
+    return result
+
+
+def _one_step(session) -> None:
+    """The arithmetic of one step, for counting: forward, cutouts, CLIP and both backwards."""
+    session.generator.zero_grad(set_to_none=True)
+    session.objective.loss_and_backward(session.generator())

@@ -209,17 +209,23 @@ def read_prompt_file(path: str) -> str:
 def _dry_run(settings) -> None:
     """The resolved settings and the same memory estimate a real run is refused by."""
     from clipgen.guidance.clip_specs import parse_clip_spec
-    from clipgen.hardware import available_bytes, gib, precision_name, resolve_device, resolve_precision
-    from clipgen.run.plan import estimate_peak
+    from clipgen.hardware import available_bytes, choose_precision, gib, precision_name, resolve_device
+    from clipgen.run.plan import estimate_peak, probe_cache
 
     device = resolve_device(settings.device)
-    dtype = resolve_precision(settings.precision, device)
+    precision = choose_precision(settings.precision, device, probe_cache())
+    dtype = precision.dtype
     need = estimate_peak(settings, tuple(parse_clip_spec(s) for s in settings.clip), dtype)
     sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     have = available_bytes(device)
     stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP and generator weights extra) at "
                            f"{precision_name(dtype)} on {device.type}; "
                            f"available: {gib(have) if have else 'unknown'}")
+    stderr_console().print(f"precision: {precision_name(dtype)} ({precision.reason})", markup=False)
+    if precision.probe is not None:
+        probe = precision.probe
+        stderr_console().print(f"precision probe, GFLOP/s: matmul fp32 {probe.fp32_matmul} / bf16 {probe.bf16_matmul}, "
+                               f"conv fp32 {probe.fp32_conv} / bf16 {probe.bf16_conv} ({probe.machine})", markup=False)
 
 
 @contextlib.contextmanager

@@ -79,6 +79,8 @@ def train_prior_command(
     steps: Steps = 6000,
     batch_size: BatchSize = 32,
     minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = 40.0,
+    code_rate: Annotated[float, typer.Option(
+        min=0.0, help="Rate cost on rare codes when images are tokenised (0: plain nearest codes).")] = 0.1,
     threads: Threads = 2,
     seed: Seed = 0,
 ) -> None:
@@ -88,7 +90,7 @@ def train_prior_command(
 
     folder = vqgan or builtin.verified_folder(builtin.get("vqgan", "toy"))
     config = PriorTrainConfig(vqgan=str(folder), steps=steps, batch_size=batch_size, threads=threads, seed=seed,
-                              max_seconds=minutes * 60 if minutes else None)
+                              code_rate=code_rate, max_seconds=minutes * 60 if minutes else None)
     _train("train-prior", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
 
 

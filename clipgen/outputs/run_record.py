@@ -39,9 +39,9 @@ def is_finished(folder: Path) -> bool:
 class RunRecord:
     """The ``run.json`` of one run: started with its settings, completed with its summary."""
 
-    def __init__(self, folder: Path, settings: dict[str, Any]):
+    def __init__(self, folder: Path, settings: dict[str, Any], **fields: Any):
         self.path = folder / RUN_JSON
-        self.data: dict[str, Any] = {"clipgen": __version__, "status": "running", "settings": settings}
+        self.data: dict[str, Any] = {"clipgen": __version__, "status": "running", "settings": settings, **fields}
         write_record(folder, self.data)
 
     def complete(self, **fields: Any) -> Path:

@@ -24,11 +24,12 @@ from clipgen.generators.base import StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
 from clipgen.guidance.cutouts import check_augmentations
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
-from clipgen.hardware import check_fits, estimate_bytes, resolve_device, resolve_precision
+from clipgen.hardware import PrecisionChoice, check_fits, choose_precision, estimate_bytes, resolve_device
 from clipgen.inputs import load_image
 from clipgen.outputs.naming import check_writable, slugify
 from clipgen.run.animate import check_animation
 from clipgen.run.story import Segment, parse_story
+from clipgen.weights import cache_dir
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class RunPlan:
     device: torch.device
     dtype: torch.dtype  # the frozen models' precision
     inputs: RunInputs
+    precision: PrecisionChoice | None = None  # how dtype was chosen (run.json)
 
     @property
     def slug(self) -> str:
@@ -118,8 +120,14 @@ def plan_run(settings: Settings) -> RunPlan:
     inputs = read_inputs(settings)
     check_writable(settings.out)
     device = resolve_device(settings.device)
-    dtype = resolve_precision(settings.precision, device)
-    check_fits(settings.width, settings.height, settings.cutn, device, estimate_peak(settings, inputs.clip, dtype))
+    precision = choose_precision(settings.precision, device, probe_cache())
+    check_fits(settings.width, settings.height, settings.cutn, device,
+               estimate_peak(settings, inputs.clip, precision.dtype))
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    return RunPlan(settings, device, dtype, inputs)
+    return RunPlan(settings, device, precision.dtype, inputs, precision)
+
+
+def probe_cache() -> Path:
+    """Where the precision probe keeps its figures: beside the weights cache."""
+    return cache_dir() / "probes"

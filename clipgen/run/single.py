@@ -129,7 +129,8 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     writer = RunWriter(folder, session.plan.slug, run_metadata(settings.prompt, settings.seed, settings_dict),
                        settings.save_every, settings.svg_frames)
     writer.adopt_existing_frames(up_to=start_step)
-    record = RunRecord(folder, settings_dict)
+    precision = session.plan.precision
+    record = RunRecord(folder, settings_dict, **({"precision": precision.to_dict()} if precision else {}))
     history = LossHistory(StepState(start_step, settings.steps, None, session.generator), losses)
     every = settings.save_every if settings.checkpoint_every is None else settings.checkpoint_every
     checkpoints = Checkpointer(folder, session.generator, session.optimizer, settings_dict, history.losses,

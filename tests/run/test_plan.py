@@ -4,6 +4,7 @@ settings are final once planned (seed drawn once, offline never leaking between 
 from __future__ import annotations
 
 import os
+import json
 import re
 import socket
 from pathlib import Path
@@ -171,3 +172,19 @@ def test_an_offline_line_leaves_the_next_line_online(online, monkeypatch, tmp_pa
     assert resolved == [True, False]
     assert any(path.endswith("open_clip_config.json") for _, path in hub.requests)
     assert dict(os.environ) == environ and hub_constants.HF_HUB_OFFLINE is False
+
+
+def test_precision_choice_and_probe_reach_dry_run_and_run_json(run_cli, tiny_clip, tmp_path):
+    args = ["generate", "a cat", "--clip", tiny_clip, "--size", "32x32", "--cutn", "2", "--steps", "1",
+            "--out", str(tmp_path), "--device", "cpu"]
+    code, _, err = run_cli([*args, "--dry-run"])
+    assert code == 0
+    assert "precision: fp32 (auto: measured bf16 at 0.10× fp32" in err  # conftest's pinned probe
+    assert "matmul fp32 100.0 / bf16 10.0" in err
+    code, _, err = run_cli(args)
+    assert code == 0, err
+    (record,) = tmp_path.glob("*/run.json")
+    precision = json.loads(record.read_text())["precision"]
+    assert precision["precision"] == "fp32" and precision["probe"]["bf16_speedup"] == 0.1
+    code, _, err = run_cli([*args, "--precision", "bf16", "--dry-run"])
+    assert "precision: bf16 (given)" in err

@@ -172,9 +172,13 @@ class TamingVQGAN(nn.Module):
             return _checkpointed_decode(self.decoder, h).float()
         return self.decoder(h).float()
 
+    def encode_latents(self, image: torch.Tensor) -> torch.Tensor:
+        """Image in ``[-1, 1]`` -> the encoder's latents before quantisation ``(B, C, h, w)``, fp32."""
+        return self.quant_conv(self.encoder(image.to(self.compute_dtype))).float()
+
     def encode_tokens(self, image: torch.Tensor) -> torch.Tensor:
         """Image in ``[-1, 1]`` -> token indices ``(B, h, w)``, as the real model encodes."""
-        h = self.quant_conv(self.encoder(image.to(self.compute_dtype))).float()
+        h = self.encode_latents(image)
         if self.config.kind == "gumbel":
             # GumbelQuantize samples in training; its mode is the argmax of the logits.
             return self.quantize.proj(h.to(self.quantize.proj.weight.dtype)).argmax(dim=1)
@@ -222,12 +226,32 @@ def use_fused_attention(model: nn.Module) -> None:
             module.forward = _attention_forward.__get__(module)
 
 
-def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codebook row for every position of ``z`` ``(B, C, h, w)``."""
+def nearest_codes(z: torch.Tensor, codebook: torch.Tensor, code_cost: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of the nearest codebook row for every position of ``z`` ``(B, C, h, w)``;
+    with ``code_cost`` ``(n_codes,)``, of the row with the least distance plus cost."""
     flat = z.movedim(1, -1).reshape(-1, z.shape[1])
     # |z - e|^2 without materialising the differences; the |z|^2 term is constant per row.
     distances = (codebook * codebook).sum(1) - 2 * flat @ codebook.T
+    if code_cost is not None:
+        distances = distances + code_cost
     return distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])
+
+
+def rate_costs(latents: torch.Tensor, codebook: torch.Tensor, rate: float, rounds: int = 6) -> torch.Tensor:
+    """Per-code costs ``-rate · log p(code)`` for entropy-constrained quantisation of ``latents``.
+
+    A VQGAN encodes one flat colour as many near-identical codes, depending on what lies
+    nearby; a prior that has to learn which synonym comes where spends its capacity on
+    noise. Charging each code its information content moves every latent that is nearly
+    equidistant onto the common code, so the tokens say the same with fewer symbols.
+    ``p`` is re-estimated from the latents a few times (Lloyd-style: costs, codes, counts).
+    """
+    costs = torch.zeros(codebook.shape[0], dtype=codebook.dtype, device=codebook.device)
+    for _ in range(rounds if rate > 0 else 0):
+        counts = torch.bincount(nearest_codes(latents, codebook, costs).flatten(), minlength=codebook.shape[0])
+        frequency = (counts.to(codebook.dtype) + 1e-3) / (counts.sum() + 1e-3 * codebook.shape[0])
+        costs = -rate * frequency.log()
+    return costs
 
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
