@@ -119,7 +119,8 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         "precision": precision_name(session.perceptor.dtype), "cutn": settings.cutn,
         "cut_batch": settings.cut_batch, "size": settings.width,
         "threads": torch.get_num_threads(), "steps": steps, "steps_per_second": timed / elapsed,
-        "seconds_per_step": elapsed / timed, "stages": clock.per_step(STAGES),
+        "seconds_per_step": elapsed / timed, "warmup_seconds": clock.warmup_seconds,
+        "stages": clock.per_step(STAGES),
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
     }
     if tally is not None:

@@ -73,6 +73,7 @@ class StepClock:
         self.timer = StageTimer(device)
         self.warmup = warmup
         self.steps = 0
+        self.warmup_seconds = 0.0  # the untimed first steps: where a compile, if any, is paid
         self._timed: TimedObjective | None = None
 
     def objective(self, objective) -> TimedObjective:
@@ -89,6 +90,7 @@ class StepClock:
 
     def after_callbacks(self, state: StepState) -> None:
         if state.step == self.warmup:
+            self.warmup_seconds = self.timer.elapsed()
             self.timer.reset()  # the warm-up (and step 0's callbacks) stays out of the totals
             self.steps = 0
         elif state.step > self.warmup:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from clipgen.atomic import atomic_path, write_text
-from clipgen.generators.vqgan.taming import load_weights, nearest_codes, rate_costs, read_config
+from clipgen.generators.vqgan.quantise import nearest_codes, rate_costs
+from clipgen.generators.vqgan.taming import load_weights, read_config
 from clipgen.hardware import cpu_has_fast_bf16
 from clipgen.priors.toy.model import ToyPriorConfig, ToyPriorNet, to_blocks, tokenize
 from clipgen.toy import world
@@ -46,7 +47,7 @@ class PriorTrainConfig:
     warmup: int = 150
     weight_decay: float = 0.01
     text_dropout: float = 0.1
-    code_rate: float = 0.1  # weight of -log p(code) added to the quantiser's distance
+    code_rate: float = 0.0  # weight of -log p(code) added to the quantiser's distance (0: plain nearest codes)
     pool_images: int = 60_000
     initial_pool: int = 2048
     grow_per_step: int = 4

@@ -20,7 +20,7 @@ from clipgen.errors import MissingWeightsError, ModelError, SettingsError  # noq
 from clipgen.generators.base import EncodesImages, GeneratorContext  # noqa: E402
 from clipgen.generators.common import clamp_with_grad  # noqa: E402
 from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions, vector_quantize  # noqa: E402
-from clipgen.generators.vqgan.taming import _attention_forward  # noqa: E402
+from clipgen.generators.vqgan.taming import _attention_forward, _resnet_forward  # noqa: E402
 from clipgen.weights.checkpoints import Opaque, load_checkpoint  # noqa: E402
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True)
@@ -373,6 +373,22 @@ def test_fused_attention_matches_taming_attention():
         expected = AttnBlock.forward(block, x)
         got = _attention_forward(block, x)
     assert torch.allclose(expected, got, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_in, channels_out", [(64, 64), (64, 128)])
+def test_silu_residual_block_matches_taming_block(channels_in, channels_out):
+    from taming.modules.diffusionmodules.model import ResnetBlock
+
+    torch.manual_seed(0)
+    block = ResnetBlock(in_channels=channels_in, out_channels=channels_out, temb_channels=0, dropout=0.0).eval()
+    x = torch.randn(2, channels_in, 8, 8, requires_grad=True)
+    expected = ResnetBlock.forward(block, x, None)
+    got = _resnet_forward(block, x, None)
+    assert torch.allclose(expected, got, atol=1e-5)
+    upstream = torch.randn_like(got)
+    (want,) = torch.autograd.grad(expected, x, upstream)
+    (have,) = torch.autograd.grad(got, x, upstream)
+    assert torch.allclose(want, have, atol=1e-5)
 
 
 def test_decoder_checkpointing_changes_memory_not_maths(tiny_vqgan):

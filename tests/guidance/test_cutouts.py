@@ -52,3 +52,22 @@ def test_cutouts_are_differentiable():
 def test_unknown_augmentation_lists_valid_names():
     with pytest.raises(SettingsError, match="unknown augmentation 'blurr'.*affine"):
         Cutouts(4, 1.0, (16,), ("blurr",))
+
+
+@pytest.mark.parametrize("side, cutn, min_size, size, cut_pow", [(256, 12, 224, 224, 1.0), (300, 6, 50, 64, 2.0),
+                                                                  (64, 4, 64, 64, 1.0), (97, 5, 20, 32, 0.5)])
+def test_crop_and_resize_is_roi_align_as_two_matrix_products(side, cutn, min_size, size, cut_pow):
+    """The separable form gives torchvision's aligned, adaptive-ratio roi_align, values and gradients."""
+    from torchvision.ops import roi_align
+
+    image = torch.rand(1, 3, side, side + 3, requires_grad=True)
+    boxes = crop_boxes(cutn, cut_pow, side, side + 3, min_size, torch.Generator().manual_seed(side))
+    rois = torch.cat([torch.zeros(cutn, 1), boxes], dim=1)
+    reference = roi_align(image, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    ours = crop_and_resize(image, boxes, size)
+    assert ours.shape == reference.shape and ours.is_contiguous()
+    assert torch.allclose(ours, reference, atol=1e-4)  # float rounding: the sums run in another order
+    upstream = torch.randn_like(reference)
+    (want,) = torch.autograd.grad(reference, image, upstream)
+    (got,) = torch.autograd.grad(ours, image, upstream)
+    assert torch.allclose(got, want, atol=1e-3, rtol=1e-4)

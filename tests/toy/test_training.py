@@ -173,7 +173,26 @@ def test_train_prior_few_steps_saves_a_prior_that_samples(tmp_path):
     # 512 codes: an untrained prior's cross-entropy starts near ln 512 ≈ 6.2.
     assert len(losses) == 3 and all(5.0 < loss < 7.5 for loss in losses)
     assert metrics["pool_images"] == 8 + 3 * 2 and metrics["sequences"] == 12
+    assert 0 < metrics["codes_used"] <= 512 and metrics["code_entropy"] > 0
     prior = ToyPrior.from_file(tmp_path / "prior.safetensors", PriorContext(torch.device("cpu")))
     assert prior.grid == (16, 16) and prior.vocab_size == 512
     grids = sample_grids(prior, "a red star", 2, seed=0)
     assert grids.shape == (2, 16, 16) and int(grids.max()) < 512
+
+
+def test_rate_cost_moves_near_ties_onto_common_codes_and_leaves_clear_winners():
+    import torch
+
+    from clipgen.generators.vqgan.quantise import nearest_codes, rate_costs
+
+    codebook = torch.tensor([[0.0, 0.0], [0.05, 0.0], [1.0, 1.0]])
+    # 90 latents at code 0, 10 slightly nearer code 1 (a near-synonym), 20 far off at code 2.
+    latents = torch.cat([torch.zeros(90, 2), torch.tensor([[0.03, 0.0]]).repeat(10, 1),
+                         torch.ones(20, 2)]).T.reshape(1, 2, 120, 1)
+    plain = nearest_codes(latents, codebook).flatten()
+    assert torch.bincount(plain, minlength=3).tolist() == [90, 10, 20]
+    assert rate_costs(latents, codebook, rate=0.0).abs().sum() == 0  # no rate: plain nearest codes
+    costs = rate_costs(latents, codebook, rate=0.01)
+    assert costs[1] > costs[0]  # the rare code costs more
+    penalised = nearest_codes(latents, codebook, costs).flatten()
+    assert torch.bincount(penalised, minlength=3).tolist() == [100, 0, 20]

@@ -113,9 +113,10 @@ class VQGANGenerator(Generator):
         require_multiple("vqgan", size, factor, f"this model downsamples {factor}x")
         self.vqgan = (load_weights(config, checkpoint_path, context.device, fix) if config_path
                       else load_detoker(checkpoint_path, context.device, fix))
-        # Channels-last is the layout of the fast bf16 conv kernels (oneDNN with AMX, cuDNN);
-        # for fp32 on the CPU it was slower here (AVX2: 52 vs 75 GFLOP/s forward).
-        channels_last = context.device.type == "cuda" or context.dtype != torch.float32
+        # Channels-last is the layout of oneDNN's and cuDNN's fast conv kernels, fp32 included
+        # since torch 2.14 (AVX2, 2 threads, 128 channels at 256², forward + input gradient:
+        # 143 GFLOP/s against 75 contiguous; the 256² step 12.3 → 11.6 s).
+        channels_last = True
         self.vqgan.set_compute(context.dtype, channels_last=channels_last)
         self.vqgan.checkpointing = options.checkpointing
         codebook = self.vqgan.codebook
