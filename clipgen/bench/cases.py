@@ -11,14 +11,15 @@ import torch
 
 from clipgen.bench import random_models
 from clipgen.bench.prior import PRIOR_CASES, PriorCase, run_prior_bench
-from clipgen.bench.roofline import count_flops, profile_step, roofline
+from clipgen.bench.roofline import count_flops, measure_peaks, profile_step, roofline, roofline_precisions
 from clipgen.bench.timer import StepClock
 from clipgen.config.settings import resolve_run_settings
 from clipgen.errors import SettingsError, did_you_mean
 from clipgen.hardware import peak_rss_mb, precision_name
 from clipgen.outputs.images import png_bytes, tensor_to_pil
 from clipgen.run.loop import StepState, check_interval, optimize
-from clipgen.run.plan import plan_run
+from clipgen.run.compiling import record_measurement
+from clipgen.run.plan import compile_key, plan_run, probe_cache
 from clipgen.run.session import build_session
 
 
@@ -28,9 +29,10 @@ class BenchCase:
     generator: str
     size: int
     cutn: int
-    clip: str = "ViT-B-32:none"
+    clip: tuple[str, ...] = ("ViT-B-32:none",)
     options: dict = field(default_factory=dict)
     weights: str | None = None  # which random_* factory writes the generator's files
+    flags: dict = field(default_factory=dict)  # further settings, as a preset would give them
 
 
 CASES: dict[str, BenchCase | PriorCase] = {
@@ -46,6 +48,12 @@ CASES: dict[str, BenchCase | PriorCase] = {
                                    options={"strokes": 256}),
     "fourier-256-cut32": BenchCase("Fourier + ViT-B-32, 256², 32 cutouts", "fourier", 256, 32),
     "pixels-256-cut32": BenchCase("Pixels + ViT-B-32, 256², 32 cutouts", "pixels", 256, 32),
+    # The offline quickstart's step (presets/toy.toml): one closed shape, both shipped toy CLIPs.
+    "toy-64-cut16": BenchCase("The toy preset's step: 1 CLIPDraw shape + toy + toy-vit, 64², 16 cutouts",
+                              "clipdraw", 64, 16, clip=("toy", "toy-vit"),
+                              options={"strokes": 1, "segments": 4, "radius": 0.2, "closed": True, "opacity": False,
+                                       "learn_background": True, "samples": 8},
+                              flags={"augment": ["affine", "noise"], "offline": True}),
     **PRIOR_CASES,  # seconds per token-grid sample, not per optimisation step (bench/prior.py)
 }
 
@@ -93,25 +101,30 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         options = dict(case.options, **({"checkpointing": True} if checkpointing else {}))
         flags = {
             "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
-            "clip": [clip or case.clip], "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
+            "clip": [clip] if clip else list(case.clip), "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
             "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
             "precision": precision, "compile": compile, "cut_batch": cut_batch, case.generator: options,
+            **case.flags,
         }
         settings = resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
         if case.weights:
             weight_files = _write_weights(case.weights, Path(tmp) / "weights")
             settings = replace(settings, options=replace(settings.options, **weight_files))
-        session = build_session(plan_run(settings))
+        plan = plan_run(settings)
+        session = build_session(plan)
         dev = session.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
+        tally, early_peaks = None, None
+        if with_roofline:  # counted and measured before the timed steps too (see roofline())
+            tally = count_flops(lambda: _one_step(session))
+            early_peaks = measure_peaks(tally, roofline_precisions(dev, precision_name(plan.dtype)), dev)
         clock = StepClock(dev, warmup)
         optimize(session.generator, clock.objective(session.objective), session.optimizer, warmup + steps,
                  callbacks=[clock.after_update, _frame_encoder(clock), clock.after_callbacks],
                  check_every=check_interval(dev, settings.save_every, 0))
         elapsed = clock.timer.elapsed()
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
-        tally = count_flops(lambda: _one_step(session)) if with_roofline else None
         ops = profile_step(lambda: _one_step(session), profile_ops) if profile_ops else None
     timed = max(clock.steps, 1)
     result = {
@@ -123,8 +136,13 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         "stages": clock.per_step(STAGES),
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
     }
+    result["compile"] = plan.compiles
+    if compile != "auto":  # a measurement --compile auto can decide by (run/compiling.py)
+        record_measurement(probe_cache(), compile_key(plan.settings, plan.inputs.clip, dev, plan.dtype),
+                           compiled=plan.compiles, step_seconds=elapsed / timed,
+                           warmup_seconds=clock.warmup_seconds, warmup_steps=warmup)
     if tally is not None:
-        result["roofline"] = roofline(tally, elapsed / timed, result["precision"], dev)
+        result["roofline"] = roofline(tally, elapsed / timed, result["precision"], dev, earlier_peaks=early_peaks)
     if ops is not None:
         result["profile"] = ops
     return result

@@ -113,14 +113,25 @@ def floor_seconds(tally: FlopTally, peaks: dict[str, float]) -> float:
     return seconds
 
 
+def roofline_precisions(device: torch.device, measured_precision: str) -> tuple[str, ...]:
+    precisions = ("fp32", "bf16") if device.type == "cpu" else ("fp32", "bf16", "fp16")
+    return precisions if measured_precision in precisions else (*precisions, measured_precision)
+
+
 def roofline(tally: FlopTally, measured_seconds: float, measured_precision: str, device: torch.device,
-             precisions: tuple[str, ...] | None = None) -> dict:
+             precisions: tuple[str, ...] | None = None, earlier_peaks: dict | None = None) -> dict:
     """The bench's ``roofline`` entry: FLOPs, peaks and floor per precision, and the
-    measured step's efficiency against the floor of the precision it ran in."""
-    precisions = precisions or (("fp32", "bf16") if device.type == "cpu" else ("fp32", "bf16", "fp16"))
-    if measured_precision not in precisions:
-        precisions = (*precisions, measured_precision)
+    measured step's efficiency against the floor of the precision it ran in.
+
+    Peaks are measured now and, with ``earlier_peaks`` (measured before the timed steps),
+    the higher of the two is kept: on a machine whose speed drifts, a peak caught in a
+    slow moment would make the floor too slow and the efficiency too high."""
+    precisions = precisions or roofline_precisions(device, measured_precision)
     peaks = measure_peaks(tally, precisions, device)
+    for name, kinds in (earlier_peaks or {}).items():
+        for kind, rate in kinds.items():
+            if name in peaks:
+                peaks[name][kind] = max(peaks[name].get(kind, 0.0), rate)
     floors = {name: floor_seconds(tally, peaks[name]) for name in precisions}
     return {
         "flops_per_step": tally.total, "conv_flops": tally.conv, "matmul_flops": tally.matmul,

@@ -210,18 +210,23 @@ def _dry_run(settings) -> None:
     """The resolved settings and the same memory estimate a real run is refused by."""
     from clipgen.guidance.clip_specs import parse_clip_spec
     from clipgen.hardware import available_bytes, choose_precision, gib, precision_name, resolve_device
-    from clipgen.run.plan import estimate_peak, probe_cache
+    from clipgen.run.plan import compile_key, estimate_peak, probe_cache
+    from clipgen.run.compiling import choose_compile, read_record
 
     device = resolve_device(settings.device)
     precision = choose_precision(settings.precision, device, probe_cache())
     dtype = precision.dtype
-    need = estimate_peak(settings, tuple(parse_clip_spec(s) for s in settings.clip), dtype)
+    clip = tuple(parse_clip_spec(s) for s in settings.clip)
+    need = estimate_peak(settings, clip, dtype)
+    compiled = choose_compile(settings.compile, settings.steps,
+                              read_record(probe_cache(), compile_key(settings, clip, device, dtype)))
     sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     have = available_bytes(device)
     stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP and generator weights extra) at "
                            f"{precision_name(dtype)} on {device.type}; "
                            f"available: {gib(have) if have else 'unknown'}")
     stderr_console().print(f"precision: {precision_name(dtype)} ({precision.reason})", markup=False)
+    stderr_console().print(f"compile: {'on' if compiled.compile else 'off'} ({compiled.reason})", markup=False)
     if precision.probe is not None:
         probe = precision.probe
         stderr_console().print(f"precision probe, GFLOP/s: matmul fp32 {probe.fp32_matmul} / bf16 {probe.bf16_matmul}, "

@@ -45,7 +45,7 @@ class Settings:
                             choices=PRECISIONS)
     cut_batch: int = option(32, help="Cutouts per CLIP forward (0: all at once); bounds memory for any --cutn",
                             min=0, max=4096)
-    compile: str = option("auto", help="torch.compile the CLIP image tower (auto: off)", choices=COMPILE_MODES)
+    compile: str = option("auto", help="torch.compile the CLIP image towers (auto: when this machine's bench measurements say it pays)", choices=COMPILE_MODES)
     out: str = option("outputs", help="Output directory (a folder per run inside)")
     save_every: int = option(50, help="Save a frame every N steps (0: none)", min=0)
     checkpoint_every: int | None = option(

@@ -112,7 +112,7 @@ class PerceptorCache:
 
     def get(self, plan: RunPlan) -> Perceptor:
         s = plan.settings
-        key = (s.clip, str(plan.device), plan.dtype, s.compile, s.offline)
+        key = (s.clip, str(plan.device), plan.dtype, plan.compiles, s.offline)
         if key not in self._loaded:
             self._loaded[key] = load_run_perceptor(plan)
         return self._loaded[key]

@@ -28,6 +28,7 @@ from clipgen.hardware import PrecisionChoice, check_fits, choose_precision, esti
 from clipgen.inputs import load_image
 from clipgen.outputs.naming import check_writable, slugify
 from clipgen.run.animate import check_animation
+from clipgen.run.compiling import CompileChoice, choose_compile, ledger_key, read_record
 from clipgen.run.story import Segment, parse_story
 from clipgen.weights import cache_dir
 
@@ -53,6 +54,11 @@ class RunPlan:
     dtype: torch.dtype  # the frozen models' precision
     inputs: RunInputs
     precision: PrecisionChoice | None = None  # how dtype was chosen (run.json)
+    compile: CompileChoice | None = None  # whether the CLIP towers are compiled, and why
+
+    @property
+    def compiles(self) -> bool:
+        return self.compile.compile if self.compile is not None else self.settings.compile == "on"
 
     @property
     def slug(self) -> str:
@@ -125,7 +131,19 @@ def plan_run(settings: Settings) -> RunPlan:
                estimate_peak(settings, inputs.clip, precision.dtype))
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    return RunPlan(settings, device, precision.dtype, inputs, precision)
+    return RunPlan(settings, device, precision.dtype, inputs, precision, compile_choice(settings, inputs, device,
+                                                                                    precision.dtype))
+
+
+def compile_key(settings: Settings, clip: tuple[ClipSpec, ...], device: torch.device, dtype: torch.dtype) -> str:
+    """Which compile measurements apply: the CLIP models and how many cutouts a forward takes."""
+    per_forward = min(settings.cutn, settings.cut_batch) if settings.cut_batch else settings.cutn
+    return ledger_key(tuple(spec.label for spec in clip), per_forward, dtype, device)
+
+
+def compile_choice(settings: Settings, inputs: RunInputs, device: torch.device, dtype: torch.dtype) -> CompileChoice:
+    record = read_record(probe_cache(), compile_key(settings, inputs.clip, device, dtype))
+    return choose_compile(settings.compile, settings.steps, record)
 
 
 def probe_cache() -> Path:

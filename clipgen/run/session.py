@@ -62,7 +62,7 @@ def load_run_perceptor(plan: RunPlan) -> Perceptor:
     devices = [plan.device] if plan.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return load_perceptor(plan.inputs.clip, plan.device, offline=settings.offline, dtype=plan.dtype,
-                              compile=settings.compile == "on")
+                              compile=plan.compiles)
 
 
 def make_generator(plan: RunPlan) -> Generator:

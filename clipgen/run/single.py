@@ -129,8 +129,9 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     writer = RunWriter(folder, session.plan.slug, run_metadata(settings.prompt, settings.seed, settings_dict),
                        settings.save_every, settings.svg_frames)
     writer.adopt_existing_frames(up_to=start_step)
-    precision = session.plan.precision
-    record = RunRecord(folder, settings_dict, **({"precision": precision.to_dict()} if precision else {}))
+    plan = session.plan
+    choices = {"precision": plan.precision, "compile": plan.compile}
+    record = RunRecord(folder, settings_dict, **{k: v.to_dict() for k, v in choices.items() if v is not None})
     history = LossHistory(StepState(start_step, settings.steps, None, session.generator), losses)
     every = settings.save_every if settings.checkpoint_every is None else settings.checkpoint_every
     checkpoints = Checkpointer(folder, session.generator, session.optimizer, settings_dict, history.losses,

@@ -76,3 +76,14 @@ def test_bench_profile_lists_ops_by_self_time(run_cli, tiny_clip):
     assert len(ops) == 5 and all(row["calls"] >= 1 for row in ops)
     assert [row["self_ms"] for row in ops] == sorted((row["self_ms"] for row in ops), reverse=True)
     assert any(row["op"].startswith("aten::") for row in ops)
+
+
+def test_a_faster_earlier_peak_is_kept():
+    """On a machine whose speed drifts, the floor uses the best peak seen, before or after."""
+    linear = nn.Linear(64, 64)
+    tally = count_flops(lambda: linear(torch.randn(64, 64)))
+    huge = {"fp32": {"matmul": 1e15}}
+    roof = roofline(tally, measured_seconds=1.0, measured_precision="fp32", device=torch.device("cpu"),
+                    precisions=("fp32",), earlier_peaks=huge)
+    assert roof["peaks_gflops"]["fp32"]["matmul"] == 1e6
+    assert roof["floor_seconds"]["fp32"] == pytest.approx(tally.matmul / 1e15)

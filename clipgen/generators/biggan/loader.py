@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from clipgen.errors import MissingDependencyError, ModelError, one_line
+from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 
 #: The keys a BigGANConfig JSON must carry (the package fills missing ones with its 128 defaults).
@@ -123,7 +124,8 @@ def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch
     model.eval()
     fold_spectral_norm(model)
     model.requires_grad_(False)
-    return model.to(device)
+    # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
+    return convert_frozen(model.to(device), torch.float32, channels_last=True)
 
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
@@ -166,7 +168,8 @@ def synthesize(model: nn.Module, z: torch.Tensor, classes: torch.Tensor, truncat
     first = next(rows) if rows else conditions
     x = generator.gen_z(first)
     # The weights came from TensorFlow: the linear output is laid out (4, 4, channels).
-    x = x.view(1, 4, 4, 16 * generator.config.channel_width).permute(0, 3, 1, 2).contiguous()
+    x = x.view(1, 4, 4, 16 * generator.config.channel_width).permute(0, 3, 1, 2)
+    x = x.contiguous(memory_format=torch.channels_last)  # the layout of the weights (load_biggan)
     for layer in generator.layers:
         if hasattr(layer, "bn_0"):  # a GenBlock; the self-attention layer takes no condition
             x = layer(x, next(rows) if rows else conditions, truncation)

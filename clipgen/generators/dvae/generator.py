@@ -39,6 +39,7 @@ from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.common import clamp_with_grad, existing_file, model_option, require_multiple
 from clipgen.generators.dvae.loader import PartSource, converted_paths, entry_part, load_part
 from clipgen.generators.dvae.pickle_gate import PickleSource, import_dall_e
+from clipgen.hardware import convert_frozen
 from clipgen.weights.entries.dvae import DVAE_DECODER, DVAE_ENCODER
 
 DEFAULT_MODEL = "dalle-dvae"
@@ -149,6 +150,8 @@ class DVAEGenerator(Generator):
         self._encoder: nn.Module | None = None  # loaded on the first init_from_image
         self._eps = float(import_dall_e().utils.logit_laplace_eps)
         self.decoder = load_part(_part_source(options, "decoder"), "Decoder", context.device)
+        # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
+        convert_frozen(self.decoder, torch.float32, channels_last=True)
         if self.decoder.output_channels < 3:
             raise ModelError(f"this dVAE decoder makes {self.decoder.output_channels} channels; an image needs 3")
         self.vocab_size = int(self.decoder.vocab_size)
@@ -171,7 +174,7 @@ class DVAEGenerator(Generator):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``(1, vocab, h, w)`` code weights -> ``(1, 3, H, W)`` image in [0, 1]."""
         # On CUDA dall_e runs most convolutions in float16.
-        stats = self.decoder(codes).float()
+        stats = self.decoder(codes.contiguous(memory_format=torch.channels_last)).float()
         mean = torch.sigmoid(stats[:, :3])
         # dall_e.utils.unmap_pixels, with a clamp that still lets gradients pull
         # saturated pixels back into range (unmap_pixels' clamp would zero them).
