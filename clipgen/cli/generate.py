@@ -210,16 +210,14 @@ def _dry_run(settings) -> None:
     """The resolved settings and the same memory estimate a real run is refused by."""
     from clipgen.guidance.clip_specs import parse_clip_spec
     from clipgen.hardware import available_bytes, choose_precision, gib, precision_name, resolve_device
-    from clipgen.run.plan import compile_key, estimate_peak, probe_cache
-    from clipgen.run.compiling import choose_compile, read_record
+    from clipgen.run.plan import compile_choice, estimate_peak, probe_cache
 
     device = resolve_device(settings.device)
     precision = choose_precision(settings.precision, device, probe_cache())
     dtype = precision.dtype
     clip = tuple(parse_clip_spec(s) for s in settings.clip)
     need = estimate_peak(settings, clip, dtype)
-    compiled = choose_compile(settings.compile, settings.steps,
-                              read_record(probe_cache(), compile_key(settings, clip, device, dtype)))
+    compiled = compile_choice(settings, clip, device, dtype)
     sys.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     have = available_bytes(device)
     stderr_console().print(f"estimated peak memory: {gib(need)} (CLIP and generator weights extra) at "

@@ -131,8 +131,8 @@ def plan_run(settings: Settings) -> RunPlan:
                estimate_peak(settings, inputs.clip, precision.dtype))
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    return RunPlan(settings, device, precision.dtype, inputs, precision, compile_choice(settings, inputs, device,
-                                                                                    precision.dtype))
+    compiling = compile_choice(settings, inputs.clip, device, precision.dtype)
+    return RunPlan(settings, device, precision.dtype, inputs, precision, compiling)
 
 
 def compile_key(settings: Settings, clip: tuple[ClipSpec, ...], device: torch.device, dtype: torch.dtype) -> str:
@@ -141,11 +141,14 @@ def compile_key(settings: Settings, clip: tuple[ClipSpec, ...], device: torch.de
     return ledger_key(tuple(spec.label for spec in clip), per_forward, dtype, device)
 
 
-def compile_choice(settings: Settings, inputs: RunInputs, device: torch.device, dtype: torch.dtype) -> CompileChoice:
-    record = read_record(probe_cache(), compile_key(settings, inputs.clip, device, dtype))
+def compile_choice(settings: Settings, clip: tuple[ClipSpec, ...], device: torch.device,
+                   dtype: torch.dtype) -> CompileChoice:
+    """``--compile`` for this run: as given, or (``auto``) by the bench's measurements here."""
+    record = read_record(probe_cache(), compile_key(settings, clip, device, dtype))
     return choose_compile(settings.compile, settings.steps, record)
 
 
 def probe_cache() -> Path:
-    """Where the precision probe keeps its figures: beside the weights cache."""
+    """Where this machine's measurements live (the precision probe, compile records):
+    beside the weights cache."""
     return cache_dir() / "probes"
