@@ -1,9 +1,11 @@
-"""Does bf16 keep optimisation quality? Same prompts, seeds and steps in fp32 and in bf16;
-every final image is scored by the same fp32 CLIP, so only the run's precision differs.
+"""Do bf16 and torch.compile keep optimisation quality? Same prompts, seeds and steps in
+plain fp32 and in the variant (bf16, or fp32 with the CLIP towers compiled); every final
+image is scored by the same fp32 CLIP, so only the variant differs.
 
     OMP_NUM_THREADS=2 python scripts/precision_quality.py --preset toy-vqgan --steps 60
+    OMP_NUM_THREADS=2 python scripts/precision_quality.py --preset toy-fourier --steps 20 --variant compile
 
-Prints JSON: mean fp32-scored similarity per precision and their relative difference.
+Prints JSON: mean fp32-scored similarity per variant and their relative difference.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--prompts", type=int, default=5, help="how many of the toy prompt set")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", choices=("bf16", "compile"), default="bf16", help="what is compared with fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -34,16 +37,19 @@ def main() -> None:
     prompts = [prompt_text(*p) for p in PROMPT_SET[: args.prompts]]
     report: dict = {"preset": args.preset, "steps": args.steps, "prompts": len(prompts)}
     with tempfile.TemporaryDirectory() as out:
-        for precision in ("fp32", "bf16"):
+        runs = {"fp32": {"precision": "fp32", "compile": "off"},
+                args.variant: {"precision": "bf16", "compile": "off"} if args.variant == "bf16" else
+                {"precision": "fp32", "compile": "on"}}
+        for name, flags in runs.items():
             sims, started = [], time.perf_counter()
             for seed, prompt in enumerate(prompts):
                 result = api.generate(prompt, preset=args.preset, steps=args.steps, seed=seed, out=out,
-                                      save_every=0, precision=precision, candidates=1, offline=True)
+                                      save_every=0, candidates=1, offline=True, **flags)
                 sims.append(float(similarity_matrix(scorer, [result.image], [prompt])[0, 0]))
-            report[precision] = {"mean_similarity": sum(sims) / len(sims), "similarities": sims,
-                                 "seconds": round(time.perf_counter() - started, 1)}
-    fp32, bf16 = report["fp32"]["mean_similarity"], report["bf16"]["mean_similarity"]
-    report["relative_difference"] = (bf16 - fp32) / abs(fp32)
+            report[name] = {"mean_similarity": sum(sims) / len(sims), "similarities": sims,
+                            "seconds": round(time.perf_counter() - started, 1)}
+    fp32, variant = report["fp32"]["mean_similarity"], report[args.variant]["mean_similarity"]
+    report["relative_difference"] = (variant - fp32) / abs(fp32)
     print(json.dumps(report, indent=2))
 
 
