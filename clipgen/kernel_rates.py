@@ -12,7 +12,7 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -23,19 +23,23 @@ from clipgen.atomic import write_text
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _best_seconds(fn, min_seconds: float, max_repeats: int = 50) -> float:
-    """The fastest of repeated calls of ``fn`` for about ``min_seconds``; a first call that
-    alone takes that long is the answer (a kernel that slow needs no second look)."""
-    start = time.perf_counter()
-    fn()
-    best = time.perf_counter() - start
+def _best_seconds(fn, device: torch.device, min_seconds: float, max_repeats: int = 50) -> float:
+    """The fastest of repeated calls of ``fn`` on ``device`` for about ``min_seconds``; a
+    first call that alone takes that long is the answer (a kernel that slow needs no
+    second look)."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    best = timed()
     if best >= min_seconds:
         return best
     spent, repeats = 0.0, 0
     while (spent < min_seconds or repeats < 2) and repeats < max_repeats:
-        start = time.perf_counter()
-        fn()
-        took = time.perf_counter() - start
+        took = timed()
         best, spent, repeats = min(best, took), spent + took, repeats + 1
     return best
 
@@ -46,12 +50,7 @@ def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device
     """FLOP/s of an ``(m, k) @ (k, n)`` matmul in ``dtype``."""
     a = torch.randn(m, k, device=device).to(dtype)
     b = torch.randn(k, n, device=device).to(dtype)
-
-    def run():
-        torch.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return 2 * m * k * n / _best_seconds(run, min_seconds)
+    return 2 * m * k * n / _best_seconds(lambda: torch.mm(a, b), device, min_seconds)
 
 
 @torch.no_grad()
@@ -67,13 +66,8 @@ def conv_rate(channels_in: int, channels_out: int, height: int, width: int, dtyp
     w = w.contiguous(memory_format=torch.channels_last)
     out_h = (height + 2 * padding - kernel) // stride + 1
     out_w = (width + 2 * padding - kernel) // stride + 1
-
-    def run():
-        F.conv2d(x, w, stride=stride, padding=padding)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
     flops = 2 * batch * channels_out * out_h * out_w * channels_in * kernel * kernel
-    return flops / _best_seconds(run, min_seconds)
+    return flops / _best_seconds(lambda: F.conv2d(x, w, stride=stride, padding=padding), device, min_seconds)
 
 
 @dataclass(frozen=True)
@@ -128,24 +122,42 @@ def measure_precision_probe(min_seconds: float = 0.04) -> PrecisionProbe:
 
 
 def cached_precision_probe(folder: Path | None) -> PrecisionProbe:
-    """The probe for this machine from ``folder`` (``probe-<key hash>.json``), measured and
-    written there the first time; measured every time when ``folder`` is None."""
-    if folder is None:
-        return measure_precision_probe()
+    """The probe for this machine from ``folder`` (``precision-probe-<key hash>.json``),
+    measured and written there the first time; measured every time when ``folder`` is None."""
     key = machine_key()
-    path = Path(folder) / f"precision-probe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    data = read_measurement(folder, "precision-probe", key)
     try:
-        data = json.loads(path.read_text())
-        data.pop("bf16_speedup", None)
-        probe = PrecisionProbe(**data)
-        if probe.machine == key:
-            return probe
-    except (OSError, ValueError, TypeError):
-        pass  # absent or unreadable: measure again and rewrite it
+        return PrecisionProbe(**{f.name: data[f.name] for f in fields(PrecisionProbe)})
+    except (TypeError, KeyError):
+        pass  # absent, unreadable or from an older layout: measure again and rewrite it
     probe = measure_precision_probe()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(probe.to_dict(), indent=2))
-    except OSError:
-        pass  # a read-only cache only costs the next run another half second
+    if folder is not None:
+        write_measurement(folder, "precision-probe", key, probe.to_dict())
     return probe
+
+
+# --------------------------------------------------------------------------- stored measurements
+
+def _measurement_path(folder: Path, kind: str, key: str) -> Path:
+    return Path(folder) / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def read_measurement(folder: Path | None, kind: str, key: str) -> dict | None:
+    """The figures of ``kind`` stored for ``key`` in ``folder``; None when there are none,
+    they cannot be read, or the file holds another key's (a hash collision)."""
+    if folder is None:
+        return None
+    try:
+        data = json.loads(_measurement_path(folder, kind, key).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key else None
+
+
+def write_measurement(folder: Path, kind: str, key: str, figures: dict) -> None:
+    """Store ``figures`` for ``key``; a read-only cache only means measuring again next time."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        write_text(_measurement_path(folder, kind, key), json.dumps({"key": key, **figures}, indent=2))
+    except OSError:
+        pass

@@ -135,8 +135,8 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         "seconds_per_step": elapsed / timed, "warmup_seconds": clock.warmup_seconds,
         "stages": clock.per_step(STAGES),
         "peak_memory_mb": peak, "peak_memory_kind": "max allocated (CUDA)" if dev.type == "cuda" else "RSS",
+        "compile": plan.compiles,
     }
-    result["compile"] = plan.compiles
     if compile != "auto":  # a measurement --compile auto can decide by (run/compiling.py)
         record_measurement(probe_cache(), compile_key(plan.settings, plan.inputs.clip, dev, plan.dtype),
                            compiled=plan.compiles, step_seconds=elapsed / timed,

@@ -19,6 +19,7 @@ from clipgen.hardware import peak_rss_mb, precision_name, resolve_device, resolv
 from clipgen.priors.dalle.loader import MINI, Architecture
 from clipgen.priors.dalle.prior import DalleMini, DallePrior
 from clipgen.priors.sampling import Sampling, sample_grids
+from clipgen.run.plan import probe_cache
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def run_prior_bench(name: str, samples: int = 1, warmup: int = 1, device: str = 
     """Time ``samples`` full samples (after ``warmup`` untimed ones) of the case's prior."""
     case = PRIOR_CASES[name]
     dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    dtype = resolve_precision(precision, dev, probe_cache())  # the cached probe, as runs use it
     prior = random_models.random_dalle(case.prior_class, case.architecture, dev, dtype)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

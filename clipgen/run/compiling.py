@@ -13,15 +13,12 @@ minutes and may save nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from clipgen.atomic import write_text
-from clipgen.kernel_rates import machine_key
+from clipgen.kernel_rates import machine_key, read_measurement, write_measurement
 
 
 @dataclass(frozen=True)
@@ -44,20 +41,9 @@ def ledger_key(clip: tuple[str, ...], per_forward: int, dtype: torch.dtype, devi
     return f"{machine_key()} | {device.type} | {dtype} | {','.join(clip)} | {per_forward} cutouts per forward"
 
 
-def _path(folder: Path, key: str) -> Path:
-    return Path(folder) / f"compile-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
-
 def read_record(folder: Path | None, key: str) -> CompileRecord:
-    if folder is None:
-        return CompileRecord()
-    try:
-        data = json.loads(_path(folder, key).read_text())
-        if data.get("key") != key:
-            return CompileRecord()
-        return CompileRecord(data.get("eager_step"), data.get("compiled_step"), data.get("compile_seconds"))
-    except (OSError, ValueError, AttributeError):
-        return CompileRecord()
+    data = read_measurement(folder, "compile", key) or {}
+    return CompileRecord(data.get("eager_step"), data.get("compiled_step"), data.get("compile_seconds"))
 
 
 def record_measurement(folder: Path, key: str, compiled: bool, step_seconds: float, warmup_seconds: float,
@@ -69,11 +55,7 @@ def record_measurement(folder: Path, key: str, compiled: bool, step_seconds: flo
         new = CompileRecord(old.eager_step, step_seconds, compile_seconds)
     else:
         new = CompileRecord(step_seconds, old.compiled_step, old.compile_seconds)
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        write_text(_path(folder, key), json.dumps({"key": key, **asdict(new)}, indent=2))
-    except OSError:
-        pass  # a read-only cache: auto just has no record to go on
+    write_measurement(folder, "compile", key, asdict(new))
     return new
 
 
