@@ -34,8 +34,10 @@ ANIM = "Animation"
 #: settings are reached through ``--set KEY=VALUE`` and presets.
 SETTING_FLAGS: dict[str, tuple[str, ...]] = {
     GEN: ("generator", "size", "init_image", "init_weight", "mask"),
-    GUIDE: ("clip", "image_prompts", "cutn", "cut_pow", "augment", "tv_weight", "candidates", "keep", "rank_clip"),
-    OPT: ("steps", "lr", "optimizer", "seed", "device", "precision", "cut_batch", "compile"),
+    GUIDE: ("clip", "image_prompts", "cutn", "cut_pow", "cut_schedule", "augment", "tv_weight", "candidates", "keep",
+            "rank_clip", "eval_clip"),
+    OPT: ("steps", "lr", "optimizer", "seed", "device", "precision", "cut_batch", "compile", "init_search",
+          "ema", "latent_l2", "latent_l2_decay"),
     ANIM: ("story", "story_blend", "zoom", "pan", "rotate"),
     OUT: ("out", "save_every", "checkpoint_every", "video", "gif", "fps"),
     CFG: ("offline",),

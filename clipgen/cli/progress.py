@@ -107,6 +107,9 @@ def print_summary(console: Console, result) -> None:
     if result.best_loss is not None:
         table.add_row("best loss", f"{result.best_loss:.4f}")
     table.add_row("CLIP similarity", f"{result.initial_similarity:.3f} → {result.final_similarity:.3f}")
+    for name, scores in result.held_out.items():
+        augmented = f" (augmented {scores['augmented']:.3f})" if "augmented" in scores else ""
+        table.add_row(f"held-out {name}", f"{scores['score']:.3f}{augmented}")
     console.print(table)
 
 

@@ -34,12 +34,25 @@ def score(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     offline: Annotated[bool, typer.Option("--offline", help="Never touch the network.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    augment: Annotated[int, typer.Option("--augment", min=0, max=1024, help=(
+        "Score the mean over N augmented views (random crops, affine, noise: what a run sees) instead of "
+        "the whole image; 0: the whole image."))] = 0,
+    augmentations: Annotated[str, typer.Option(help="Comma-separated augmentations of --augment's views.")] = (
+        "affine,perspective,jitter,noise"),
+    seed: Annotated[int, typer.Option(help="Seed of the augmented views.")] = 0,
 ) -> None:
     """Cosine similarity of each image to each prompt."""
-    from clipgen.guidance.scoring import similarity_matrix
+    from clipgen.guidance.scoring import augmented_similarity_matrix, similarity_matrix
 
+    from clipgen.guidance.cutouts import check_augmentations
+
+    kinds = tuple(a.strip() for a in augmentations.split(",") if a.strip())
+    check_augmentations(kinds)
     perceptor, loaded = _load_for_scoring(clip, images, device, offline)
-    sims = similarity_matrix(perceptor, loaded, prompt)
+    if augment:
+        sims = augmented_similarity_matrix(perceptor, loaded, prompt, augment, kinds, seed=seed)
+    else:
+        sims = similarity_matrix(perceptor, loaded, prompt)
     if json_out:
         rows = [{"image": i, "prompt": p, "similarity": round(float(sims[a, b]), 6)}
                 for a, i in enumerate(images) for b, p in enumerate(prompt)]

@@ -64,6 +64,21 @@ class Settings:
     story: str = option("", help="Prompt schedule 'a forest:0-150|a forest on fire:150-300'")
     story_blend: int = option(0, help="Steps over which story segments cross-fade", min=0)
     tv_weight: float = option(0.0, help="Total-variation smoothness weight", min=0.0)
+    ema: float = option(0.0, help="Write frames and the final image from an exponential moving average of the "
+                                  "parameters with this decay, e.g. 0.9 (0: the raw parameters)", min=0.0, max=0.9999)
+    latent_l2: float = option(0.0, help="Pull the parameters towards their start: adds weight × ‖z − z₀‖² to the "
+                                        "loss", min=0.0)
+    latent_l2_decay: float = option(0.0, help="Fraction of the run over which --latent-l2 falls linearly to 0 "
+                                              "(0: it stays)", min=0.0, max=1.0)
+    cut_schedule: str = option("", help="Cutout kinds over the run, e.g. 'overview:0-40%,inner:40-100%' (overview: "
+                                        "the whole image; inner: random crops; mixed: half each; the rest: inner)")
+    init_search: int = option(0, help="Score N random starts with CLIP (augmented) and start from the best "
+                                      "(0: the generator's own start)", min=0, max=100_000)
+    init_search_views: int = option(8, help="Augmented views per start that --init-search scores", min=1, max=256)
+    eval_clip: tuple[str, ...] = option((), help="Held-out CLIP model(s), outside the guidance, that score the "
+                                                 "result (run.json, summary)")
+    eval_views: int = option(16, help="Augmented views of the held-out score (0: the whole image only)",
+                             min=0, max=1024)
     candidates: int = option(1, help="Generate N seeds (with a prior start: draw N prior samples) and keep the "
                                      "best by CLIP score", min=1, max=10_000)
     keep: int = option(1, help="How many of the best candidates to keep (best-1.png …; with a prior start, "

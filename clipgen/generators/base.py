@@ -20,7 +20,7 @@ therefore be a function of ``step`` alone, never a counter the hook ticks.
 
 Capabilities are protocols, checked with ``isinstance`` (``issubclass`` for a class) and
 nothing else: :class:`EncodesImages`, :class:`TokenGrid`, :class:`Regularized`,
-:class:`VectorGraphic`; and :class:`StartsFromPrior` on the options.
+:class:`VectorGraphic`, :class:`RandomStarts`; and :class:`StartsFromPrior` on the options.
 The first line of the class docstring is the generator's description in listings.
 
 Adding a generator is one folder ``generators/NAME/`` + one line in the registry
@@ -80,6 +80,15 @@ class EncodesImages(Protocol):
 
     def init_from_image(self, image: torch.Tensor) -> None:
         """``image``: ``(1, 3, H, W)`` in ``[0, 1]``, already at the generator's size."""
+
+
+@runtime_checkable
+class RandomStarts(Protocol):
+    """A generator that can draw a fresh random start in place (``--init-search``)."""
+
+    def random_start(self) -> None:
+        """Redraw the optimised parameters from torch's global RNG, from the same kind of
+        distribution ``__init__`` starts from."""
 
 
 @runtime_checkable

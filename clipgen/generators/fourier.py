@@ -64,6 +64,10 @@ class FourierGenerator(Generator):
         matrix = _COLOR_DECORRELATE.to(context.device) if options.decorrelate else None
         self.register_buffer("color_matrix", matrix, persistent=False)
 
+    @torch.no_grad()
+    def random_start(self) -> None:
+        self.spectrum.copy_(torch.randn(self.spectrum.shape, device=self.spectrum.device) * self.options.init_std)
+
     def forward(self) -> torch.Tensor:
         return spectrum_to_image(self.spectrum, self.scale, self.height, self.width, self.color_matrix)
 

@@ -23,8 +23,14 @@ class PixelGenerator(Generator):
 
     def __init__(self, size: tuple[int, int], options: PixelOptions, context: GeneratorContext):
         super().__init__(size, options, context)
-        logits = torch.randn(1, 3, self.height, self.width, device=context.device) * options.init_std
-        self.logits = nn.Parameter(logits)
+        self.logits = nn.Parameter(self._draw(context.device))
+
+    def _draw(self, device) -> torch.Tensor:
+        return torch.randn(1, 3, self.height, self.width, device=device) * self.options.init_std
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        self.logits.copy_(self._draw(self.logits.device))
 
     def forward(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)

@@ -7,6 +7,8 @@ pixel noise that only one fixed view would accept.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Callable
 
 import kornia.augmentation as K
@@ -109,6 +111,49 @@ def resample_weights(starts: torch.Tensor, sides: torch.Tensor, size: int, lengt
     return weights.to(like.dtype)
 
 
+#: Cut kinds of a schedule: the share of each step's cutouts that are the whole image
+#: (Disco Diffusion's "overview" cuts, for composition); the rest are random crops
+#: ("inner", for detail).
+CUT_KINDS = {"overview": 1.0, "mixed": 0.5, "inner": 0.0}
+_PHASE = re.compile(r"^\s*([a-z]+)\s*:\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class CutPhase:
+    kind: str
+    start: float  # fractions of the run, [start, end)
+    end: float
+
+
+def parse_cut_schedule(text: str) -> tuple[CutPhase, ...]:
+    """``"overview:0-40%,inner:40-100%"`` -> phases, checked: known kinds, 0 ≤ start < end ≤ 100,
+    no overlaps. Steps no phase covers use inner cuts."""
+    phases = []
+    for part in filter(str.strip, text.split(",")):
+        match = _PHASE.match(part)
+        if not match:
+            raise SettingsError(f"cut schedule {part.strip()!r}: expected KIND:START-END%, e.g. overview:0-40%")
+        kind, start, end = match.group(1), float(match.group(2)), float(match.group(3))
+        if kind not in CUT_KINDS:
+            raise SettingsError(f"cut schedule {part.strip()!r}: unknown kind {kind!r}; {did_you_mean(kind, CUT_KINDS)}")
+        if not start < end <= 100:
+            raise SettingsError(f"cut schedule {part.strip()!r}: need START < END <= 100")
+        phases.append(CutPhase(kind, start / 100, end / 100))
+    phases.sort(key=lambda p: p.start)
+    for before, after in zip(phases, phases[1:]):
+        if after.start < before.end:
+            raise SettingsError(f"cut schedule {text!r}: phases {before.kind} and {after.kind} overlap")
+    return tuple(phases)
+
+
+def overview_share(phases: tuple[CutPhase, ...], fraction: float) -> float:
+    """The share of whole-image cutouts at ``fraction`` of the run."""
+    for phase in phases:
+        if phase.start <= fraction < phase.end:
+            return CUT_KINDS[phase.kind]
+    return 0.0
+
+
 class Cutouts(nn.Module):
     """``forward(image) -> {size: (cutn, 3, size, size)}`` for every CLIP input size."""
 
@@ -125,11 +170,17 @@ class Cutouts(nn.Module):
         # Noise goes last so it is not smoothed away by the resampling of the geometric ops.
         self.noise = noise[0] if noise else nn.Identity()
 
-    def forward(self, image: torch.Tensor, n: int | None = None) -> dict[int, torch.Tensor]:
-        """``n`` cutouts (default ``cutn``): a chunk, when cutouts are batched."""
+    def forward(self, image: torch.Tensor, n: int | None = None, overview: float = 0.0) -> dict[int, torch.Tensor]:
+        """``n`` cutouts (default ``cutn``): a chunk, when cutouts are batched; the share
+        ``overview`` of them (rounded) is the whole image, augmented like the others."""
         largest = self.sizes[0]
         _, _, height, width = image.shape
-        boxes = crop_boxes(n or self.cutn, self.cut_pow, height, width, min_size=largest)
+        n = n or self.cutn
+        whole = round(n * overview)
+        boxes = crop_boxes(n - whole, self.cut_pow, height, width, min_size=largest)
+        if whole:
+            full = torch.tensor([[0.0, 0.0, float(width), float(height)]]).expand(whole, 4)
+            boxes = torch.cat([full, boxes])
         batch = crop_and_resize(image, boxes, largest)
         batch = self.noise(self.augment(batch))
         out = {largest: batch}

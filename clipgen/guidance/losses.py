@@ -40,3 +40,15 @@ def init_image_loss(image: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
 def cosine_similarity(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
     """``(N, D)`` x ``(P, D)`` unit vectors -> ``(N, P)`` cosine similarities."""
     return image_embeds @ text_embeds.T
+
+
+def latent_distance(params: list[torch.Tensor], starts: list[torch.Tensor]) -> torch.Tensor:
+    """``‖z − z₀‖²`` summed over every tensor of the parameters and their starts."""
+    return sum(((p - s) ** 2).sum() for p, s in zip(params, starts))
+
+
+def linear_decay(weight: float, step: int, steps_to_zero: int) -> float:
+    """``weight`` at step 0 falling linearly to 0 at ``steps_to_zero`` (0: constant)."""
+    if steps_to_zero <= 0:
+        return weight
+    return weight * max(0.0, 1.0 - step / steps_to_zero)

@@ -11,8 +11,8 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from clipgen.guidance.cutouts import Cutouts
-from clipgen.guidance.losses import init_image_loss, prompt_loss, total_variation
+from clipgen.guidance.cutouts import CutPhase, Cutouts, overview_share
+from clipgen.guidance.losses import init_image_loss, latent_distance, linear_decay, prompt_loss, total_variation
 from clipgen.guidance.perceptor import Perceptor
 from clipgen.guidance.prompts import Prompt
 
@@ -50,14 +50,43 @@ def encode_targets(perceptor: Perceptor, prompts: list[Prompt],
     return out
 
 
+@dataclass(frozen=True)
+class LatentAnchor:
+    """The pull towards the start: ``weight × ‖z − z₀‖²`` over the optimised parameters, the
+    weight falling linearly to 0 at step ``decay_steps`` (0: it stays)."""
+
+    params: tuple[torch.Tensor, ...]
+    starts: tuple[torch.Tensor, ...]
+    weight: float
+    decay_steps: int = 0
+
+    @classmethod
+    def at_start(cls, params, weight: float, decay_steps: int = 0) -> "LatentAnchor":
+        params = tuple(params)
+        return cls(params, tuple(p.detach().clone() for p in params), weight, decay_steps)
+
+    def weight_at(self, step: int) -> float:
+        return linear_decay(self.weight, step, self.decay_steps)
+
+    def loss(self, step: int) -> torch.Tensor | None:
+        weight = self.weight_at(step)
+        return weight * latent_distance(list(self.params), list(self.starts)) if weight else None
+
+
 class Objective(nn.Module):
-    """``objective(image) -> scalar loss`` for a ``(1, 3, H, W)`` image in [0, 1]."""
+    """``objective(image) -> scalar loss`` for a ``(1, 3, H, W)`` image in [0, 1].
+
+    Its schedules (the latent anchor's decay, the cut schedule) are functions of the
+    finished step, which the loop places with :meth:`after_step`."""
 
     def __init__(self, perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
                  tv_weight: float = 0.0, init_weight: float = 0.0,
                  init_image: torch.Tensor | None = None,
-                 regularizer: Callable[[], torch.Tensor] | None = None, cut_batch: int = 0):
+                 regularizer: Callable[[], torch.Tensor] | None = None, cut_batch: int = 0,
+                 anchor: LatentAnchor | None = None, cut_phases: tuple[CutPhase, ...] = (), steps: int = 0):
         super().__init__()
+        self.anchor, self.cut_phases, self.steps = anchor, cut_phases, steps
+        self.step = 0
         self.cut_batch = cut_batch
         self.perceptor = perceptor
         self.cutouts = cutouts
@@ -72,6 +101,15 @@ class Objective(nn.Module):
     def set_targets(self, targets: list[Targets]) -> None:
         self.targets = targets
 
+    def after_step(self, step: int) -> None:
+        self.step = step
+
+    def overview(self) -> float:
+        """This step's share of whole-image cutouts."""
+        if not self.cut_phases or not self.steps:
+            return 0.0
+        return overview_share(self.cut_phases, self.step / self.steps)
+
     def clip_loss(self, views: dict[int, torch.Tensor]) -> torch.Tensor:
         """Ensemble-weighted prompt loss of cutouts ``{input size: (N, 3, s, s)}``."""
         loss = next(iter(views.values())).new_zeros(())
@@ -81,7 +119,7 @@ class Objective(nn.Module):
         return loss
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.clip_loss(self.cutouts(image)) + self.image_terms(image)
+        return self.clip_loss(self.cutouts(image, overview=self.overview())) + self.image_terms(image)
 
     def image_terms(self, image: torch.Tensor) -> torch.Tensor:
         """The loss terms that look at the whole image (not through CLIP)."""
@@ -92,6 +130,10 @@ class Objective(nn.Module):
             loss = loss + self.init_weight * init_image_loss(image, self.init_image)
         if self.regularizer is not None:
             loss = loss + self.regularizer()
+        if self.anchor is not None:
+            pull = self.anchor.loss(self.step)
+            if pull is not None:
+                loss = loss + pull
         return loss
 
     def chunks(self) -> list[int]:
@@ -114,8 +156,9 @@ class Objective(nn.Module):
         leaf = image.detach().requires_grad_(True)
         cutn = self.cutouts.cutn
         total = image.new_zeros((), dtype=torch.float32)
+        overview = self.overview()
         for n in self.chunks():
-            views = self.cutouts(leaf, n)
+            views = self.cutouts(leaf, n, overview)
             timer.mark("cutouts")
             loss = self.clip_loss(views) * (n / cutn)
             timer.mark("clip")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from clipgen.guidance.cutouts import Cutouts
 from clipgen.guidance.losses import cosine_similarity
 from clipgen.guidance.objective import Targets
 from clipgen.guidance.perceptor import Perceptor
+from clipgen.inputs import pil_to_tensor
 
 
 @torch.no_grad()
@@ -42,3 +44,69 @@ def prompt_similarity(perceptor: Perceptor, image: torch.Tensor, targets: list[T
         total += model.weight * float((sims * w).sum() / w.sum())
         weight_sum += model.weight
     return total / weight_sum
+
+
+def weighted_prompt_score(sims: torch.Tensor, prompts) -> torch.Tensor:
+    """``(N, P)`` similarities to each positive prompt part -> ``(N,)``, weighted by the parts' weights."""
+    weights = torch.tensor([p.weight for p in prompts], dtype=sims.dtype)
+    return (sims * weights).sum(dim=1) / weights.sum()
+
+
+@torch.no_grad()
+def augmented_similarities(model, images: torch.Tensor, texts: list[str], cutouts) -> torch.Tensor:
+    """``(N, len(texts))``: each ``(N, 3, H, W)`` image's cosine similarity to each text,
+    averaged over ``cutouts.cutn`` augmented views — how well an image holds up beyond
+    the views an optimiser could have fooled. ``cutouts`` must produce ``model``'s size."""
+    text = model.encode_text(texts)
+    rows = []
+    for image in images:
+        views = cutouts(image[None])[model.input_size]
+        rows.append((model.encode_image(views) @ text.T).mean(dim=0).cpu())
+    return torch.stack(rows)
+
+
+#: What ``clipgen score --augment`` views through: the default run's augmentations.
+SCORE_AUGMENT = ("affine", "perspective", "jitter", "noise")
+
+
+@torch.no_grad()
+def augmented_similarity_matrix(perceptor: Perceptor, images: list, texts: list[str], views: int,
+                                augment: tuple[str, ...] = SCORE_AUGMENT, seed: int = 0) -> torch.Tensor:
+    """:func:`similarity_matrix` over ``views`` augmented views of each image (PIL or
+    ``(1, 3, H, W)``), drawn from ``seed`` without moving the caller's random stream."""
+    device = perceptor.models[0].mean.device
+    batch = [(i if isinstance(i, torch.Tensor) else pil_to_tensor(i)[None]).to(device, torch.float32)
+             for i in images]
+    total = torch.zeros(len(images), len(texts))
+    devices = [device] if device.type == "cuda" else []
+    for model in perceptor.models:
+        cutouts = Cutouts(views, 1.0, (model.input_size,), augment).to(device)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            sims = torch.cat([augmented_similarities(model, image, texts, cutouts) for image in batch])
+        total += model.weight * sims
+    return total / sum(perceptor.weights)
+
+
+@torch.no_grad()
+def held_out_scores(perceptor: Perceptor, image: torch.Tensor, prompts, views: int, augment: tuple[str, ...],
+                    cut_pow: float = 1.0, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Scores of one ``(1, 3, H, W)`` image by models that did not guide it, per model:
+    ``score`` (the whole image, like the run's own similarity) and, with ``views`` > 0,
+    ``augmented`` (the mean over that many augmented views, drawn from ``seed`` without
+    moving the caller's random stream)."""
+    positive = [p for p in prompts if p.weight > 0]
+    texts = [p.text for p in positive]
+    out = {}
+    for model in perceptor.models:
+        whole = model.encode_pil(image) @ model.encode_text(texts).T
+        scores = {"score": float(weighted_prompt_score(whole.cpu(), positive)[0])}
+        if views:
+            cutouts = Cutouts(views, cut_pow, (model.input_size,), augment).to(image.device)
+            devices = [image.device] if image.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                sims = augmented_similarities(model, image, texts, cutouts)
+            scores["augmented"] = float(weighted_prompt_score(sims, positive)[0])
+        out[model.label] = scores
+    return out

@@ -41,6 +41,12 @@ def write_cards(path: Path, title: str, cards: list[Card]) -> Path:
     return path
 
 
+def held_out_lines(scores: dict) -> tuple[str, ...]:
+    """``held-out NAME 0.812 · augmented 0.790`` for each --eval-clip model of a run."""
+    return tuple(f"held-out {name} {s['score']:.3f}" + (f" · augmented {s['augmented']:.3f}" if "augmented" in s else "")
+                 for name, s in scores.items())
+
+
 def write_index(out: Path) -> Path:
     cards = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
@@ -48,8 +54,8 @@ def write_index(out: Path) -> Path:
         if not record or record.get("status") != "finished":
             continue
         image = Path(record["files"]["image"])
-        cards.append(Card(f"{folder.name}/{image.name}", record.get("prompt", ""),
-                          (f"seed {record.get('seed')} · score {record.get('final_similarity', 0):.3f} · "
-                           f"{record.get('seconds', 0):.1f} s",),
+        lines = (f"seed {record.get('seed')} · score {record.get('final_similarity', 0):.3f} · "
+                 f"{record.get('seconds', 0):.1f} s",) + held_out_lines(record.get("held_out") or {})
+        cards.append(Card(f"{folder.name}/{image.name}", record.get("prompt", ""), lines,
                           ("run.json", f"{folder.name}/run.json")))
     return write_cards(out / "index.html", "clipgen batch", cards)

@@ -45,14 +45,14 @@ class RunWriter:
         save_png(path, tensor_to_pil(state.image()), self.metadata)
         self.frames.append(path)
         if self.svg_frames and isinstance(state.generator, VectorGraphic):
-            write_text(path.with_suffix(".svg"), state.generator.to_svg())
+            write_text(path.with_suffix(".svg"), state.svg())
 
     def write_final(self, state) -> dict[str, Path]:
         """The final PNG (and SVG for vector generators); returns their paths."""
         paths = {"image": save_png(self.folder / f"{self.slug}.png", tensor_to_pil(state.image()), self.metadata)}
         if isinstance(state.generator, VectorGraphic):
             svg = self.folder / f"{self.slug}.svg"
-            write_text(svg, state.generator.to_svg())
+            write_text(svg, state.svg())
             paths["svg"] = svg
         return paths
 

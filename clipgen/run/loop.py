@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -34,18 +35,28 @@ class StepState:
     loss: torch.Tensor | None  # detached; None at step 0 (before any update)
     generator: Generator
     objective: object = None
+    average: object = None  # a ParameterAverage: images are rendered from it when given
     _image: torch.Tensor | None = field(default=None, repr=False)
 
     def objective_targets(self):
         """The targets the objective will aim at in the next step (prompt schedules change them)."""
         return getattr(self.objective, "targets", None)
 
+    def _rendered(self):
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def image(self) -> torch.Tensor:
-        """The generator's current image ``(1, 3, H, W)``; rendered once, only if asked."""
+        """The image to write ``(1, 3, H, W)``: the generator's current one, or its parameter
+        average's; rendered once, only if asked."""
         if self._image is None:
-            with torch.no_grad():
+            with torch.no_grad(), self._rendered():
                 self._image = self.generator().detach()
         return self._image
+
+    def svg(self) -> str:
+        """The SVG to write, of the same parameters as :meth:`image` (vector generators)."""
+        with self._rendered():
+            return self.generator.to_svg()
 
 
 Callback = Callable[[StepState], None]
@@ -103,6 +114,18 @@ class LossObjective(Protocol):
     def loss_and_backward(self, image: torch.Tensor) -> torch.Tensor: ...
 
 
+def _schedules(generator: Generator, objective: LossObjective) -> Callable[[int], None]:
+    """Place every schedule at ``step`` finished steps: the generator's, and the objective's
+    when it has one (latent weight decay, cut schedules)."""
+    objective_hook = getattr(objective, "after_step", None)
+
+    def place(step: int) -> None:
+        generator.after_step(step)
+        if objective_hook is not None:
+            objective_hook(step)
+    return place
+
+
 @dataclass(frozen=True)
 class PlainLoss:
     """The objective protocol over a plain ``loss(image) -> scalar`` function."""
@@ -131,21 +154,25 @@ def forward_backward(generator: Generator, objective: LossObjective) -> torch.Te
 def optimize(generator: Generator, objective: LossObjective,
              optimizer: torch.optim.Optimizer, steps: int, callbacks: Iterable[Callback] = (),
              start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
-             check_every: int = 1) -> int:
+             check_every: int = 1, average=None) -> int:
     """Run steps ``start_step+1 .. steps``; returns the last finished (verified) step.
 
     Callbacks get step 0 first when starting fresh. Every ``check_every`` steps (and at
     the end) the loop checks that loss, gradients and parameters stayed finite; if not,
     it restores the last verified state, halves the learning rate and goes on from
-    there (callbacks see the redone steps again). ``generator.after_step`` is told the
-    finished step after every step, once before the first and again after a rewind.
+    there (callbacks see the redone steps again). ``generator.after_step`` (and the
+    objective's, if it has one) is told the finished step after every step, once before
+    the first and again after a rewind. ``average`` (a :class:`ParameterAverage`) is
+    updated after every optimiser step and is what callbacks' images are rendered from.
     Checking reads a flag from the device, so on a GPU it is done only every few steps,
     never inside a step.
     """
     callbacks = list(callbacks)
-    generator.after_step(start_step)  # so a resumed run's schedules start where they stopped
+    place = _schedules(generator, objective)
+    place(start_step)  # so a resumed run's schedules start where they stopped
     if start_step == 0:
-        state = StepState(step=0, total=steps, loss=None, generator=generator, objective=objective)
+        state = StepState(step=0, total=steps, loss=None, generator=generator, objective=objective,
+                          average=average)
         for callback in callbacks:
             callback(state)
     params = [p for p in generator.parameters() if p.requires_grad]
@@ -167,12 +194,14 @@ def optimize(generator: Generator, objective: LossObjective,
             pending.append(flag)
         optimizer.step()
         step += 1
-        generator.after_step(step)
+        place(step)
+        if average is not None:
+            average.update()
         if step % check_every == 0 or step == steps:
             if not verified():
                 retries += 1
                 step = last_good.restore()
-                generator.after_step(step)
+                place(step)
                 if retries > MAX_NUMERIC_RETRIES:
                     raise NumericalError(
                         f"the loss kept becoming NaN/inf at step {step + 1} even after lowering the learning "
@@ -184,11 +213,12 @@ def optimize(generator: Generator, objective: LossObjective,
                 continue
             retries = 0
             last_good.save(step)
-        state = StepState(step=step, total=steps, loss=loss, generator=generator, objective=objective)
+        state = StepState(step=step, total=steps, loss=loss, generator=generator, objective=objective,
+                          average=average)
         for callback in callbacks:
             callback(state)
     if step != last_good.step and not verified():
         # Stopped between checks with a broken state: hand back the last verified one.
         step = last_good.restore()
-        generator.after_step(step)
+        place(step)
     return step

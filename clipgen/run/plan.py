@@ -20,9 +20,9 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
-from clipgen.generators.base import StartsFromPrior
+from clipgen.generators.base import RandomStarts, StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
-from clipgen.guidance.cutouts import check_augmentations
+from clipgen.guidance.cutouts import CutPhase, check_augmentations, parse_cut_schedule
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
 from clipgen.hardware import PrecisionChoice, check_fits, choose_precision, estimate_bytes, resolve_device
 from clipgen.inputs import load_image
@@ -45,6 +45,8 @@ class RunInputs:
     clip: tuple[ClipSpec, ...] = ()
     rank_clip: tuple[ClipSpec, ...] = ()
     start_tokens: Any = None  # (h, w) token grid a prior wrote (a kept sample being refined)
+    cut_phases: tuple[CutPhase, ...] = ()
+    eval_clip: tuple[ClipSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ def read_inputs(settings: Settings) -> RunInputs:
     mask = load_image(settings.mask, "mask") if settings.mask else None
     return RunInputs(prompts, tuple(image_prompts), story, init_image, mask,
                      clip=tuple(parse_clip_spec(s) for s in settings.clip),
-                     rank_clip=tuple(parse_clip_spec(s) for s in settings.rank_clip))
+                     rank_clip=tuple(parse_clip_spec(s) for s in settings.rank_clip),
+                     cut_phases=parse_cut_schedule(settings.cut_schedule),
+                     eval_clip=tuple(parse_clip_spec(s) for s in settings.eval_clip))
 
 
 def check_settings(settings: Settings) -> None:
@@ -105,6 +109,18 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates} prior samples")
     if from_prior and (settings.init_image or settings.story):
         raise SettingsError("a prior start cannot be combined with --init-image or --story; drop one of them")
+    if settings.init_search:
+        if not issubclass(get_generator_class(settings.generator), RandomStarts):
+            raise SettingsError(f"generator {settings.generator!r} cannot draw random starts, so --init-search "
+                                "does not apply to it; drop --init-search")
+        if settings.init_image or from_prior:
+            raise SettingsError("--init-search draws random starts; it cannot be combined with --init-image or "
+                                "a prior start (which already ranks its samples); drop one of them")
+    guiding = {parse_clip_spec(s).label for s in settings.clip}
+    for spec in settings.eval_clip:
+        if parse_clip_spec(spec).label in guiding:
+            raise SettingsError(f"--eval-clip {spec} also guides this run, so its score is not held out; "
+                                "name a model that is not in --clip")
     if settings.candidates > 1:
         if settings.keep > settings.candidates:
             raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates}")

@@ -17,12 +17,14 @@ from clipgen.generators import get_generator_class
 from clipgen.generators.base import EncodesImages, Generator, GeneratorContext, Regularized
 from clipgen.generators.masked import mask_generator
 from clipgen.guidance.cutouts import Cutouts
-from clipgen.guidance.objective import Objective, Targets, encode_targets
+from clipgen.guidance.objective import LatentAnchor, Objective, Targets, encode_targets
 from clipgen.guidance.perceptor import Perceptor, load_perceptor
 from clipgen.inputs import mask_to_tensor, resize_to
 from clipgen.run.animate import FrameTransform, wants_animation
+from clipgen.run.averaging import ParameterAverage
 from clipgen.run.loop import make_optimizer
 from clipgen.run.plan import RunPlan
+from clipgen.run.starts import StartSearch, search_start
 from clipgen.run.story import StorySchedule
 
 
@@ -36,6 +38,9 @@ class Session:
     targets: list[Targets]
     story: StorySchedule | None = None  # prompt schedules
     animation: FrameTransform | None = None  # zoom/pan/rotate
+    average: ParameterAverage | None = None  # --ema: what frames and the final image show
+    start_search: StartSearch | None = None  # --init-search: how the start was chosen
+    evaluator: Perceptor | None = None  # --eval-clip: held-out models that score the result
 
     @property
     def settings(self):
@@ -63,6 +68,15 @@ def load_run_perceptor(plan: RunPlan) -> Perceptor:
     with torch.random.fork_rng(devices=devices):
         return load_perceptor(plan.inputs.clip, plan.device, offline=settings.offline, dtype=plan.dtype,
                               compile=plan.compiles)
+
+
+def load_evaluator(plan: RunPlan) -> Perceptor | None:
+    """The held-out models of ``--eval-clip`` (None without any), loaded like the run's own."""
+    if not plan.inputs.eval_clip:
+        return None
+    devices = [plan.device] if plan.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return load_perceptor(plan.inputs.eval_clip, plan.device, offline=plan.settings.offline, dtype=plan.dtype)
 
 
 def make_generator(plan: RunPlan) -> Generator:
@@ -93,8 +107,9 @@ def _make_generator(plan: RunPlan) -> tuple[Generator, torch.Tensor | None]:
     return generator, init
 
 
-def build_session(plan: RunPlan, perceptor: Perceptor | None = None) -> Session:
-    """Everything a run needs, loaded; ``perceptor`` may be shared across runs."""
+def build_session(plan: RunPlan, perceptor: Perceptor | None = None,
+                  evaluator: Perceptor | None = None) -> Session:
+    """Everything a run needs, loaded; ``perceptor`` and ``evaluator`` may be shared across runs."""
     settings, inputs = plan.settings, plan.inputs
     seed_everything(settings.seed)
     # The generator first: it checks its size before it reads any weights, and its weights
@@ -102,6 +117,8 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None) -> Session:
     generator, init = _make_generator(plan)
     if perceptor is None:
         perceptor = load_run_perceptor(plan)
+    if evaluator is None:
+        evaluator = load_evaluator(plan)
 
     per_segment = [encode_targets(perceptor, [seg.prompt], inputs.image_prompts) for seg in inputs.story]
     if inputs.prompts or not per_segment:
@@ -109,10 +126,20 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None) -> Session:
     else:
         targets = per_segment[-1]
     cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(plan.device)
+    searched = None
+    if settings.init_search:
+        searched = search_start(generator, perceptor, cutouts, targets, settings.init_search,
+                                settings.init_search_views, settings.seed)
+    anchor = None
+    if settings.latent_l2:
+        # The start is rebuilt identically on resume (same seed), so it needs no checkpoint.
+        anchor = LatentAnchor.at_start((p for p in generator.parameters() if p.requires_grad), settings.latent_l2,
+                                       round(settings.latent_l2_decay * settings.steps))
     objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,
                           init_weight=settings.init_weight, init_image=init,
                           regularizer=generator.regularization_loss if isinstance(generator, Regularized) else None,
-                          cut_batch=settings.cut_batch)
+                          cut_batch=settings.cut_batch, anchor=anchor, cut_phases=inputs.cut_phases,
+                          steps=settings.steps)
     lr = settings.lr if settings.lr is not None else type(generator).default_lr
     optimizer = make_optimizer(settings.optimizer, generator.param_groups(lr))
     story = StorySchedule(objective, list(inputs.story), per_segment, settings.story_blend) if inputs.story else None
@@ -120,5 +147,7 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None) -> Session:
     if wants_animation(settings):
         animation = FrameTransform(generator, optimizer, settings.save_every, settings.zoom, settings.pan,
                                    settings.rotate)
-    return Session(plan, perceptor, generator, objective, optimizer, targets, story, animation)
+    average = ParameterAverage(optimizer, settings.ema) if settings.ema else None
+    return Session(plan, perceptor, generator, objective, optimizer, targets, story, animation, average, searched,
+                   evaluator)
 

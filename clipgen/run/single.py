@@ -19,7 +19,7 @@ import torch
 from clipgen.config.settings import Settings, offline_from_environment
 from clipgen.errors import ClipgenError, OutputError
 from clipgen.guidance.perceptor import Perceptor
-from clipgen.guidance.scoring import prompt_similarity
+from clipgen.guidance.scoring import held_out_scores, prompt_similarity
 from clipgen.hardware import peak_rss_mb
 from clipgen.outputs.images import run_metadata, tensor_to_pil
 from clipgen.outputs.naming import make_run_dir
@@ -53,6 +53,7 @@ class Result:
     seconds: float
     status: str = "finished"
     peak_rss_mb: float = 0.0
+    held_out: dict[str, dict[str, float]] = field(default_factory=dict)  # --eval-clip scores, by model
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,6 +73,7 @@ class Result:
             "initial_similarity": self.initial_similarity,
             "final_similarity": self.final_similarity,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            **({"held_out": self.held_out} if self.held_out else {}),
         }
 
 
@@ -87,18 +89,19 @@ class LossHistory:
             del self.losses[state.step - 1:]  # a step redone after a numerical rewind replaces its loss
             self.losses.append(state.loss)
 
-    def rewound_to(self, step: int, generator) -> None:
+    def rewound_to(self, step: int, generator, average=None) -> None:
         """The loop handed back an earlier verified state than the last one callbacks saw."""
         if self.last.step != step:
-            self.last = StepState(step, self.last.total, None, generator)
+            self.last = StepState(step, self.last.total, None, generator, average=average)
             del self.losses[step:]
 
 
 def run_single(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | None = None,
-               folder_name: str | None = None) -> Result:
-    """One generation from its plan; ``perceptor`` may be shared, ``folder_name`` replaces the slug."""
+               folder_name: str | None = None, evaluator: Perceptor | None = None) -> Result:
+    """One generation from its plan; ``perceptor`` and ``evaluator`` may be shared,
+    ``folder_name`` replaces the slug."""
     started = time.perf_counter()
-    session = build_session(plan, perceptor)
+    session = build_session(plan, perceptor, evaluator)
     with torch.no_grad():
         initial_similarity = prompt_similarity(session.perceptor, session.generator(), session.targets)
     # Everything that can fail on bad input has run; only now is anything written.
@@ -130,9 +133,10 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
                        settings.save_every, settings.svg_frames)
     writer.adopt_existing_frames(up_to=start_step)
     plan = session.plan
-    choices = {"precision": plan.precision, "compile": plan.compile}
+    choices = {"precision": plan.precision, "compile": plan.compile, "start_search": session.start_search}
     record = RunRecord(folder, settings_dict, **{k: v.to_dict() for k, v in choices.items() if v is not None})
-    history = LossHistory(StepState(start_step, settings.steps, None, session.generator), losses)
+    history = LossHistory(StepState(start_step, settings.steps, None, session.generator,
+                                    average=session.average), losses)
     every = settings.save_every if settings.checkpoint_every is None else settings.checkpoint_every
     checkpoints = Checkpointer(folder, session.generator, session.optimizer, settings_dict, history.losses,
                                initial_similarity, every)
@@ -147,6 +151,7 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     paths: dict[str, Any] = {"folder": folder, **writer.write_final(state)}
     final_image = state.image()
     final_similarity = prompt_similarity(session.perceptor, final_image, session.targets)
+    held_out = score_held_out(session, final_image)
     if status == "finished":
         paths.update(writer.write_animations(settings.video, settings.gif, settings.fps))
     paths["frames"] = list(writer.frames)
@@ -155,7 +160,8 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     result = Result(image=tensor_to_pil(final_image), paths=paths,
                     history=[{"step": i + 1, "loss": v} for i, v in enumerate(values)], settings=settings,
                     initial_similarity=initial_similarity, final_similarity=final_similarity,
-                    seconds=time.perf_counter() - started, status=status, peak_rss_mb=peak_rss_mb())
+                    seconds=time.perf_counter() - started, status=status, peak_rss_mb=peak_rss_mb(),
+                    held_out=held_out)
     record.complete(**result.summary(), steps_done=state.step, history=values)
     if status == "interrupted":
         raise RunInterrupted(folder, state.step)
@@ -163,6 +169,18 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
         raise NumericalError(f"the loss kept becoming NaN/inf near step {state.step + 1}; the last good "
                              f"image is {paths['image']}; try a smaller --lr")
     return result
+
+
+def score_held_out(session: Session, image: torch.Tensor) -> dict[str, dict[str, float]]:
+    """The ``--eval-clip`` models' scores of the written image (empty without any)."""
+    if session.evaluator is None:
+        return {}
+    settings, inputs = session.settings, session.plan.inputs
+    prompts = inputs.prompts or tuple(segment.prompt for segment in inputs.story[-1:])
+    if not any(p.weight > 0 for p in prompts):
+        return {}
+    return held_out_scores(session.evaluator, image, prompts, settings.eval_views, settings.augment,
+                           settings.cut_pow, seed=settings.seed)
 
 
 def _optimize(session: Session, folder: Path, callbacks: list, start_step: int, history: LossHistory,
@@ -173,8 +191,9 @@ def _optimize(session: Session, folder: Path, callbacks: list, start_step: int, 
     try:
         with graceful_stop() as stop:
             step = optimize(session.generator, session.objective, session.optimizer, settings.steps,
-                            callbacks=callbacks, start_step=start_step, should_stop=stop, check_every=check_every)
-        history.rewound_to(step, session.generator)
+                            callbacks=callbacks, start_step=start_step, should_stop=stop, check_every=check_every,
+                            average=session.average)
+        history.rewound_to(step, session.generator, session.average)
         if step < settings.steps:
             checkpoints.save(step)
             return "interrupted"

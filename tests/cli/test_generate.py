@@ -218,8 +218,10 @@ def test_vqgan_weights_missing_offline_names_the_download_command(run_cli, tiny_
 GENERATE_FLAGS = {
     "Generator": "--generator/-g --size --init-image --init-weight --mask --vqgan --vqgan-config "
                  "--vqgan-checkpoint --biggan --biggan-dir --biggan-class --truncation --trust-checkpoint",
-    "Guidance (CLIP)": "--clip --image-prompt --cutn --cut-pow --augment --tv-weight --candidates --keep --rank-clip",
-    "Optimisation": "--steps --lr --optimizer --seed --device --precision --cut-batch --compile",
+    "Guidance (CLIP)": "--clip --image-prompt --cutn --cut-pow --cut-schedule --augment --tv-weight --candidates --keep "
+                       "--rank-clip --eval-clip",
+    "Optimisation": "--steps --lr --optimizer --seed --device --precision --cut-batch --compile --init-search --ema "
+                    "--latent-l2 --latent-l2-decay",
     "Animation": "--story --story-blend --zoom --pan --rotate",
     "Output": "--out --save-every --checkpoint-every --video/--no-video --gif/--no-gif --fps --quiet/-q --json",
     "Settings": "--prompt-file --dry-run --preset --set --offline/--online",

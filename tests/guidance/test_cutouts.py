@@ -71,3 +71,39 @@ def test_crop_and_resize_is_roi_align_as_two_matrix_products(side, cutn, min_siz
     (want,) = torch.autograd.grad(reference, image, upstream)
     (got,) = torch.autograd.grad(ours, image, upstream)
     assert torch.allclose(got, want, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("overview:0-40", "expected KIND:START-END%"),
+    ("zoom:0-40%", "unknown kind 'zoom'"),
+    ("inner:50-40%", "START < END <= 100"),
+    ("overview:0-60%,inner:50-100%", "overlap"),
+])
+def test_bad_cut_schedules_name_the_problem(text, message):
+    from clipgen.errors import SettingsError
+    from clipgen.guidance.cutouts import parse_cut_schedule
+
+    with pytest.raises(SettingsError, match=message):
+        parse_cut_schedule(text)
+
+
+def test_cut_schedule_phases_and_the_steps_they_leave_to_inner_cuts():
+    from clipgen.guidance.cutouts import CutPhase, overview_share, parse_cut_schedule
+
+    phases = parse_cut_schedule(" inner:60-100% , overview:0-30%")
+    assert phases == (CutPhase("overview", 0.0, 0.3), CutPhase("inner", 0.6, 1.0))
+    assert [overview_share(phases, f) for f in (0.0, 0.29, 0.3, 0.5, 0.99)] == [1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_overview_cutouts_are_the_whole_image_and_no_share_draws_as_before():
+    from clipgen.guidance.cutouts import Cutouts, crop_and_resize
+
+    image = torch.rand(1, 3, 40, 40)
+    cutouts = Cutouts(4, 1.0, (16,))
+    whole = crop_and_resize(image, torch.tensor([[0.0, 0.0, 40.0, 40.0]]), 16)
+    views = cutouts(image, overview=0.5)[16]
+    assert torch.equal(views[0], whole[0]) and torch.equal(views[1], whole[0])
+    torch.manual_seed(1)
+    before = cutouts(image)[16]
+    torch.manual_seed(1)
+    assert torch.equal(cutouts(image, overview=0.0)[16], before)

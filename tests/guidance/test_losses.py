@@ -54,3 +54,18 @@ def test_prompt_weights_scale_the_loss():
 def test_total_variation_zero_for_flat_image():
     assert total_variation(torch.full((1, 3, 8, 8), 0.3)) == 0
     assert total_variation(torch.rand(1, 3, 8, 8)) > 0
+
+
+def test_latent_distance_is_the_squared_norm_over_every_tensor():
+    from clipgen.guidance.losses import latent_distance
+
+    params = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    starts = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]
+    assert float(latent_distance(params, starts)) == 1 + 4 + 4
+
+
+def test_linear_decay_falls_to_zero_and_stays_there():
+    from clipgen.guidance.losses import linear_decay
+
+    assert [linear_decay(2.0, s, 4) for s in (0, 1, 2, 4, 9)] == [2.0, 1.5, 1.0, 0.0, 0.0]
+    assert linear_decay(2.0, 100, 0) == 2.0

@@ -3,6 +3,7 @@ its stages for a timer."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from clipgen.bench.timer import StageTimer
@@ -48,3 +49,34 @@ def test_stage_timer_charges_each_stage(tiny_clip):
     objective.loss_and_backward(param * 1.0, timer)
     assert set(timer.totals) == {"generator", "cutouts", "clip", "backward"}
     assert all(v >= 0 for v in timer.totals.values()) and timer.totals["clip"] > 0
+
+
+def test_latent_anchor_adds_exactly_weight_times_squared_distance_and_decays(tiny_clip):
+    from clipgen.guidance.objective import LatentAnchor
+
+    z = torch.nn.Parameter(torch.zeros(3))
+    anchor = LatentAnchor.at_start([z], weight=0.5, decay_steps=4)
+    with torch.no_grad():
+        z.copy_(torch.tensor([1.0, 2.0, 2.0]))  # ‖z − z₀‖² = 9
+    plain, anchored = _objective(tiny_clip, 2, 0), _objective(tiny_clip, 2, 0)
+    anchored.anchor = anchor
+    image = torch.rand(1, 3, 32, 32)
+    for step, weight in ((0, 0.5), (2, 0.25), (4, 0.0)):
+        plain.after_step(step), anchored.after_step(step)
+        difference = anchored.image_terms(image) - plain.image_terms(image)
+        assert float(difference.detach()) == pytest.approx(weight * 9)
+    anchored.after_step(1)
+    anchored.image_terms(image).backward()
+    assert torch.allclose(z.grad, 2 * 0.375 * torch.tensor([1.0, 2.0, 2.0]))
+
+
+def test_the_cut_schedule_sets_each_steps_overview_share(tiny_clip):
+    from clipgen.guidance.cutouts import parse_cut_schedule
+
+    objective = _objective(tiny_clip, 2, 0)
+    objective.cut_phases, objective.steps = parse_cut_schedule("overview:0-40%,mixed:40-70%"), 10
+    shares = []
+    for step in range(10):
+        objective.after_step(step)
+        shares.append(objective.overview())
+    assert shares == [1.0] * 4 + [0.5] * 3 + [0.0] * 3

@@ -118,3 +118,15 @@ def test_resume_is_exact_for_other_generators(tiny_clip, tmp_path, generator, op
                          callbacks=[_stop_at(3)], **settings)
     resumed = resume(stopped.value.folder)
     assert Path(resumed.paths["image"]).read_bytes() == Path(reference.paths["image"]).read_bytes()
+
+
+def test_resume_with_latent_l2_and_a_cut_schedule_gives_identical_png_bytes(tiny_clip, tmp_path):
+    extra = dict(latent_l2=0.01, latent_l2_decay=0.5, cut_schedule="overview:0-40%,mixed:40-70%")
+    reference = _uninterrupted(tiny_clip, tmp_path, **extra)
+    with pytest.raises(RunInterrupted) as stopped:
+        clipgen.generate("a red apple", clip=[tiny_clip], steps=12, out=str(tmp_path), save_every=4,
+                         callbacks=[_stop_at(6)], **FAST, **extra)
+    result = resume(stopped.value.folder)
+    assert Path(result.paths["image"]).read_bytes() == Path(reference.paths["image"]).read_bytes()
+    plain = _uninterrupted(tiny_clip, tmp_path)
+    assert [h["loss"] for h in plain.history] != [h["loss"] for h in reference.history]

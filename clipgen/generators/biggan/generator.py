@@ -105,15 +105,30 @@ class BigGANGenerator(Generator):
         self.truncation = float(options.truncation)
         rows = num_conditions(self.biggan) if options.latents == "per-layer" else 1
         # Drawn on the CPU so a seed gives the same start on every device.
-        z = nn.init.trunc_normal_(torch.empty(rows, config.z_dim), 0.0, 1.0, -2.0, 2.0) * self.truncation
+        self.class_index = class_index
+        z, logits = self._draw(rows)
         self.z = nn.Parameter(z.to(context.device))
         if options.fix_class:
             one_hot = F.one_hot(torch.tensor([class_index]), config.num_classes).float()
             self.register_buffer("fixed_classes", one_hot.to(context.device), persistent=False)
             self.class_logits = None
         else:
-            logits = initial_logits(rows, config.num_classes, options.class_activation, class_index)
             self.class_logits = nn.Parameter(logits.to(context.device))
+
+    def _draw(self, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A start (noise, class logits), on the CPU so a seed gives it on every device."""
+        config = self.biggan.config
+        z = nn.init.trunc_normal_(torch.empty(rows, config.z_dim), 0.0, 1.0, -2.0, 2.0) * self.truncation
+        if self.options.fix_class:
+            return z, None
+        return z, initial_logits(rows, config.num_classes, self.options.class_activation, self.class_index)
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        z, logits = self._draw(self.z.shape[0])
+        self.z.copy_(z)
+        if self.class_logits is not None:
+            self.class_logits.copy_(logits)
 
     def class_vector(self) -> torch.Tensor:
         """``(rows, num_classes)``: what BigGAN is conditioned on, each entry in ``[0, 1]``."""

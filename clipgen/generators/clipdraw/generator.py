@@ -109,11 +109,8 @@ class ClipDrawGenerator(Generator):
         super().__init__(size, options, context)
         device = context.device
         n = options.strokes
-        # Drawn on the CPU so a seed gives the same drawing on every device.
-        start = random_blobs if options.closed else random_strokes
-        points = start(n, options.segments, options.radius, (self.width, self.height))
-        colors = torch.rand(n, 4)
-        width = min(max(options.init_width, options.min_width), options.max_width)
+        points, colors = self._draw()
+        width = self._start_width()
         self.points = nn.Parameter(points.to(device))
         self.widths = nn.Parameter(torch.full((n,), float(width), device=device))
         self.rgb = nn.Parameter(colors[:, :3].to(device))
@@ -126,6 +123,31 @@ class ClipDrawGenerator(Generator):
             self.background = nn.Parameter(background)
         else:
             self.register_buffer("background", background)
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random strokes (or closed shapes) and RGBA colours, on the CPU so a seed gives the
+        same drawing on every device."""
+        options = self.options
+        start = random_blobs if options.closed else random_strokes
+        points = start(options.strokes, options.segments, options.radius, (self.width, self.height))
+        return points, torch.rand(options.strokes, 4)
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        """New shapes and colours, and a random background colour when it is learnt (the
+        search then also picks the background)."""
+        points, colors = self._draw()
+        self.points.copy_(points)
+        self.rgb.copy_(colors[:, :3])
+        if isinstance(self.alpha, nn.Parameter):
+            self.alpha.copy_(colors[:, 3:])
+        if isinstance(self.background, nn.Parameter):
+            self.background.copy_(torch.rand(3))
+        self.widths.fill_(self._start_width())
+
+    def _start_width(self) -> float:
+        options = self.options
+        return float(min(max(options.init_width, options.min_width), options.max_width))
 
     def colors(self) -> torch.Tensor:
         """``(N, 4)`` straight RGBA in [0, 1]."""

@@ -158,8 +158,14 @@ class DVAEGenerator(Generator):
         self.register_buffer("bias", blacklist_bias(options.blacklist, self.vocab_size), persistent=False)
         self.tokens_hw = (self.height // FACTOR, self.width // FACTOR)
         # Drawn on the CPU so a seed gives the same start on every device.
-        start = torch.randn(1, self.vocab_size, *self.tokens_hw) * options.init_scale
-        self.logits = nn.Parameter(start.to(context.device))
+        self.logits = nn.Parameter(self._draw().to(context.device))
+
+    def _draw(self) -> torch.Tensor:
+        return torch.randn(1, self.vocab_size, *self.tokens_hw) * self.options.init_scale
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        self.logits.copy_(self._draw())
 
     @property
     def temperature(self) -> float:

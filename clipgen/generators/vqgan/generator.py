@@ -126,8 +126,14 @@ class VQGANGenerator(Generator):
         self.tokens_hw = (self.height // factor, self.width // factor)
         # Random codebook entries, as VQGAN-CLIP starts. Drawn on the CPU so a seed gives
         # the same start on every device.
-        tokens = torch.randint(config.n_embed, (1, *self.tokens_hw)).to(codebook.device)
-        self.z = nn.Parameter(self._embed(tokens))
+        self.z = nn.Parameter(self._embed(self._random_tokens()))
+
+    def _random_tokens(self) -> torch.Tensor:
+        return torch.randint(self.codebook.shape[0], (1, *self.tokens_hw)).to(self.codebook.device)
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        self.z.copy_(self._embed(self._random_tokens()))
 
     @property
     def codebook(self) -> torch.Tensor:

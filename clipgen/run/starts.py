@@ -1,0 +1,77 @@
+"""Best-of-N starts (FuseDream, CLIPasso): draw N random starts of the generator, score each
+with CLIP over augmented views — the same cutouts the run will optimise through — and
+start from the best.
+
+Start ``i`` is drawn after seeding torch with :func:`start_seed` ``(seed, i)``, so the
+search is a pure function of the run's seed, and the run's own random stream is left
+exactly where it was (the search runs inside ``fork_rng``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from clipgen.generators.base import Generator, RandomStarts
+from clipgen.guidance.cutouts import Cutouts
+from clipgen.guidance.losses import prompt_loss
+from clipgen.guidance.objective import Targets
+from clipgen.guidance.perceptor import Perceptor
+
+#: Starts rendered and scored per CLIP forward.
+CHUNK = 8
+
+
+@dataclass(frozen=True)
+class StartSearch:
+    chosen: int  # index of the start the run begins from
+    losses: tuple[float, ...]  # every start's augmented CLIP loss (lower is better)
+
+    def to_dict(self) -> dict:
+        return {"starts": len(self.losses), "chosen": self.chosen, "chosen_loss": self.losses[self.chosen],
+                "losses": list(self.losses)}
+
+
+def start_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index + 1) % 2**63
+
+
+@torch.no_grad()
+def augmented_losses(perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
+                     images: list[torch.Tensor], views: int) -> list[float]:
+    """Each ``(1, 3, H, W)`` image's prompt loss, averaged over ``views`` augmented cutouts;
+    all images' views go through each CLIP in one forward."""
+    batches = [cutouts(image, views) for image in images]
+    total = sum(perceptor.weights)
+    losses = torch.zeros(len(images))
+    for model, target, weight in zip(perceptor.models, targets, perceptor.weights):
+        embeds = model.encode_image(torch.cat([b[model.input_size] for b in batches]))
+        for i, chunk in enumerate(embeds.split(views)):
+            losses[i] += weight / total * float(prompt_loss(chunk, target.embeds, target.weights, target.stops))
+    return losses.tolist()
+
+
+def search_start(generator: Generator, perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
+                 count: int, views: int, seed: int) -> StartSearch:
+    """Leave ``generator`` at the best of ``count`` random starts; returns every start's score."""
+    if not isinstance(generator, RandomStarts):
+        raise TypeError(f"{type(generator).__name__} cannot draw random starts")
+    device = next(iter(targets)).embeds.device
+    devices = [device] if device.type == "cuda" else []
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=devices):
+        for first in range(0, count, CHUNK):
+            images = []
+            for index in range(first, min(first + CHUNK, count)):
+                torch.manual_seed(start_seed(seed, index))
+                generator.random_start()
+                with torch.no_grad():
+                    # A copy: a generator may hand back a view of its own parameters.
+                    images.append(generator().detach().clone())
+            losses += augmented_losses(perceptor, cutouts, targets, images, views)
+        chosen = min(range(count), key=losses.__getitem__)
+        torch.manual_seed(start_seed(seed, chosen))
+        generator.random_start()
+    generator.after_step(0)
+    return StartSearch(chosen, tuple(losses))

@@ -1,0 +1,102 @@
+"""--init-search: the best of N random starts by an augmented CLIP score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import clipgen
+from clipgen.generators.base import Generator
+from clipgen.guidance.cutouts import Cutouts
+from clipgen.guidance.objective import encode_targets
+from clipgen.guidance.perceptor import load_perceptor
+from clipgen.run import starts
+from clipgen.run.starts import search_start, start_seed
+
+CPU = torch.device("cpu")
+
+
+class FlatGrey(Generator):
+    """A flat grey image whose brightness is the one random number a start draws."""
+
+    def __init__(self):
+        super().__init__((32, 32), None, None)
+        self.level = torch.nn.Parameter(torch.zeros(()))
+
+    @torch.no_grad()
+    def random_start(self) -> None:
+        self.level.copy_(torch.rand(()))
+
+    def forward(self) -> torch.Tensor:
+        return self.level.expand(1, 3, 32, 32)
+
+
+def _level_of_start(seed: int, index: int) -> float:
+    torch.manual_seed(start_seed(seed, index))
+    return float(torch.rand(()))
+
+
+@pytest.fixture(scope="module")
+def perceptor(tiny_clip):
+    return load_perceptor((tiny_clip,), CPU, offline=True)
+
+
+def _planted_targets(perceptor, level: float):
+    from clipgen.outputs.images import tensor_to_pil
+
+    image = tensor_to_pil(torch.full((1, 3, 32, 32), level))
+    return encode_targets(perceptor, [], [(image, 1.0)])
+
+
+def test_the_search_picks_the_start_clip_scores_highest(perceptor):
+    planted = 5
+    targets = _planted_targets(perceptor, _level_of_start(3, planted))
+    generator = FlatGrey()
+    found = search_start(generator, perceptor, Cutouts(4, 1.0, perceptor.input_sizes), targets,
+                         count=12, views=4, seed=3)
+    assert found.chosen == planted
+    assert found.losses[planted] == min(found.losses) and len(found.losses) == 12
+    assert float(generator.level) == pytest.approx(_level_of_start(3, planted))
+
+
+def test_the_search_is_deterministic_batched_and_leaves_the_run_stream_alone(perceptor, monkeypatch):
+    targets = _planted_targets(perceptor, 0.3)
+    model = perceptor.models[0]
+    calls = []
+    encode = model.encode_image
+    monkeypatch.setattr(model, "encode_image", lambda x: calls.append(len(x)) or encode(x))
+    cutouts = Cutouts(3, 1.0, perceptor.input_sizes, ("affine", "noise"))
+    torch.manual_seed(99)
+    first = search_start(FlatGrey(), perceptor, cutouts, targets, count=10, views=3, seed=8)
+    after_search = float(torch.rand(()))
+    second = search_start(FlatGrey(), perceptor, cutouts, targets, count=10, views=3, seed=8)
+    assert first == second and len(set(first.losses)) == 10
+    torch.manual_seed(99)
+    assert after_search == float(torch.rand(()))  # the search drew nothing from the caller's stream
+    # One image-tower forward per chunk of starts: 8 + 2 starts × 3 views, per search.
+    assert calls == [starts.CHUNK * 3, 2 * 3] * 2
+
+
+def test_a_run_with_init_search_records_it_and_starts_better(tiny_clip, tmp_path):
+    kwargs = dict(clip=[tiny_clip], size=(32, 32), cutn=2, generator="pixels", seed=4, steps=2,
+                  augment=["noise"], save_every=0)
+    plain = clipgen.generate("a red apple", out=str(tmp_path / "a"), **kwargs)
+    searched = clipgen.generate("a red apple", out=str(tmp_path / "b"), init_search=16, **kwargs)
+    record = json.loads(Path(searched.paths["run_json"]).read_text())["start_search"]
+    assert record["starts"] == 16 and record["chosen_loss"] == min(record["losses"])
+    assert "start_search" not in json.loads(Path(plain.paths["run_json"]).read_text())
+    assert searched.initial_similarity != plain.initial_similarity
+
+
+def test_init_search_with_an_init_image_is_one_line_and_exit_2(run_cli, tiny_clip, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(tmp_path / "start.png")
+    code, out, err = run_cli(["generate", "a fox", "--clip", tiny_clip, "--generator", "pixels", "--size", "32x32",
+                              "--init-image", str(tmp_path / "start.png"), "--init-search", "8",
+                              "--out", str(tmp_path / "o")])
+    assert code == 2 and "--init-search" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
