@@ -41,6 +41,17 @@ def clamp_with_grad(x: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> torch.
     return _StraightThroughClamp.apply(x, lo, hi)
 
 
+#: ``--init-search`` draws pixel and Fourier starts with a std up to this many times the
+#: generator's own ``init_std`` (log-uniform): their own start is near-flat noise, and 64
+#: of those look alike to CLIP; over this range some starts are already colour fields.
+SEARCH_STD_RANGE = 100.0
+
+
+def search_std(init_std: float) -> float:
+    """A start's std for ``--init-search``: log-uniform in ``[init_std, SEARCH_STD_RANGE × init_std]``."""
+    return init_std * SEARCH_STD_RANGE ** float(torch.rand(()))
+
+
 def round_to_multiple(value: int, factor: int) -> int:
     """The nearest positive multiple of ``factor`` (what to suggest for a size that does not fit)."""
     return max(factor, round(value / factor) * factor)

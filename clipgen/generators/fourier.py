@@ -15,6 +15,7 @@ from torch import nn
 
 from clipgen.config.typed import option
 from clipgen.generators.base import Generator, GeneratorContext
+from clipgen.generators.common import search_std
 
 # Square root of the colour correlation matrix of ImageNet, as measured by Lucid.
 _COLOR_CORRELATION_SQRT = torch.tensor(
@@ -66,7 +67,8 @@ class FourierGenerator(Generator):
 
     @torch.no_grad()
     def random_start(self) -> None:
-        self.spectrum.copy_(torch.randn(self.spectrum.shape, device=self.spectrum.device) * self.options.init_std)
+        std = search_std(self.options.init_std)
+        self.spectrum.copy_(torch.randn(self.spectrum.shape, device=self.spectrum.device) * std)
 
     def forward(self) -> torch.Tensor:
         return spectrum_to_image(self.spectrum, self.scale, self.height, self.width, self.color_matrix)

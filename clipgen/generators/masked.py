@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-from clipgen.generators.base import EncodesImages, Generator, Regularized, VectorGraphic
+from clipgen.generators.base import EncodesImages, Generator, RandomStarts, Regularized, VectorGraphic
 
 
 class MaskedGenerator(Generator):
@@ -55,9 +55,14 @@ class _ForwardsToSvg:
         return self.inner.to_svg()
 
 
+class _ForwardsRandomStart:
+    def random_start(self) -> None:
+        self.inner.random_start()
+
+
 #: Each capability protocol and the mixin that forwards it to the inner generator.
 _FORWARDERS = ((EncodesImages, _ForwardsInitFromImage), (Regularized, _ForwardsRegularizationLoss),
-               (VectorGraphic, _ForwardsToSvg))
+               (VectorGraphic, _ForwardsToSvg), (RandomStarts, _ForwardsRandomStart))
 
 
 @functools.cache

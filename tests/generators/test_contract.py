@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from clipgen.errors import MissingWeightsError
 from clipgen.generators import generator_names, get_generator_class
-from clipgen.generators.base import EncodesImages, Generator, GeneratorContext, Regularized, VectorGraphic
+from clipgen.generators.base import (EncodesImages, Generator, GeneratorContext, RandomStarts, Regularized,
+                                    VectorGraphic)
 from clipgen.generators.masked import mask_generator
 from clipgen.generators.pixels import PixelGenerator, PixelOptions
 from clipgen.run.loop import PlainLoss, optimize
@@ -26,7 +27,7 @@ from clipgen.run.state import load_trainable_state, trainable_state
 
 CPU = GeneratorContext(device=torch.device("cpu"), offline=True, steps=4)
 SIZE = (32, 16)  # (width, height): a multiple of every downsampling factor in use, and not square
-CAPABILITIES = (EncodesImages, Regularized, VectorGraphic)
+CAPABILITIES = (EncodesImages, Regularized, VectorGraphic, RandomStarts)
 
 #: name -> (conftest fixture or None, its value -> small options for a fast test)
 TINY = {
@@ -249,3 +250,23 @@ def test_the_loop_tells_after_step_the_finished_step_on_start_resume_and_rewind(
     assert optimize(generator, PlainLoss(objective), optimizer, steps=5, start_step=2) == 5
     # before step 3; steps 3, 4 (NaN); the rewind back to 3; steps 4 and 5 again
     assert generator.told == [2, 3, 4, 3, 4, 5]
+
+
+# --------------------------------------------------------------------------- random starts
+
+
+@pytest.mark.parametrize("name", _having(RandomStarts))
+def test_random_start_is_a_new_valid_start_drawn_from_torchs_rng(name, request):
+    cls = get_generator_class(name)
+    torch.manual_seed(0)
+    generator = cls(SIZE, _options(name, request), CPU)
+    first = _image(generator)
+    starts = []
+    for seed in (5, 5, 6):
+        torch.manual_seed(seed)
+        generator.random_start()
+        starts.append(_image(generator))
+    image = starts[0]
+    assert torch.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+    assert torch.equal(starts[0], starts[1]), "a seed gives the same start"
+    assert not torch.equal(starts[0], starts[2]) and not torch.equal(starts[0], first)

@@ -25,3 +25,13 @@ def test_index_links_finished_runs_and_escapes_prompts(tmp_path):
     assert '<img src="0000-a/image.png"' in page and 'href="0000-a/run.json"' in page
     assert "<script>" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
     assert "still running" not in page and json.loads((tmp_path / "0000-a" / "run.json").read_text())["seed"] == 3
+
+
+def test_index_shows_each_held_out_score(tmp_path):
+    folder = _run(tmp_path, "0000-a", "a red star")
+    record = json.loads((folder / "run.json").read_text())
+    record["held_out"] = {"toy<vit>": {"score": 0.8123, "augmented": 0.7012}, "other": {"score": 0.5}}
+    write_record(folder, record)
+    page = write_index(tmp_path).read_text()
+    assert "held-out toy&lt;vit&gt; 0.812 · augmented 0.701" in page
+    assert "held-out other 0.500 · <a" in page

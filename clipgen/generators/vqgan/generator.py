@@ -128,12 +128,20 @@ class VQGANGenerator(Generator):
         # the same start on every device.
         self.z = nn.Parameter(self._embed(self._random_tokens()))
 
-    def _random_tokens(self) -> torch.Tensor:
-        return torch.randint(self.codebook.shape[0], (1, *self.tokens_hw)).to(self.codebook.device)
+    def _random_tokens(self, block: int = 1) -> torch.Tensor:
+        """Random codes, each repeated over a ``block``² patch of the grid."""
+        h, w = self.tokens_hw
+        coarse = torch.randint(self.codebook.shape[0], (1, -(-h // block), -(-w // block)))
+        tokens = coarse.repeat_interleave(block, dim=1).repeat_interleave(block, dim=2)[:, :h, :w]
+        return tokens.to(self.codebook.device)
 
     @torch.no_grad()
     def random_start(self) -> None:
-        self.z.copy_(self._embed(self._random_tokens()))
+        """Random codes at one of several scales (each over 1², 2², 4² or 8² tokens): the
+        per-token start decodes to the same fine noise every time, while large patches of
+        one code give starts with areas of their own colour for the search to choose from."""
+        block = 2 ** int(torch.randint(0, 4, ()))
+        self.z.copy_(self._embed(self._random_tokens(block)))
 
     @property
     def codebook(self) -> torch.Tensor:
