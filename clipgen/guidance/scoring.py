@@ -71,7 +71,8 @@ SCORE_AUGMENT = ("affine", "perspective", "jitter", "noise")
 
 @torch.no_grad()
 def augmented_similarity_matrix(perceptor: Perceptor, images: list, texts: list[str], views: int,
-                                augment: tuple[str, ...] = SCORE_AUGMENT, seed: int = 0) -> torch.Tensor:
+                                augment: tuple[str, ...] = SCORE_AUGMENT, seed: int = 0,
+                                cut_pow: float = 1.0) -> torch.Tensor:
     """:func:`similarity_matrix` over ``views`` augmented views of each image (PIL or
     ``(1, 3, H, W)``), drawn from ``seed`` without moving the caller's random stream."""
     device = perceptor.models[0].mean.device
@@ -80,7 +81,7 @@ def augmented_similarity_matrix(perceptor: Perceptor, images: list, texts: list[
     total = torch.zeros(len(images), len(texts))
     devices = [device] if device.type == "cuda" else []
     for model in perceptor.models:
-        cutouts = Cutouts(views, 1.0, (model.input_size,), augment).to(device)
+        cutouts = Cutouts(views, cut_pow, (model.input_size,), augment).to(device)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             sims = torch.cat([augmented_similarities(model, image, texts, cutouts) for image in batch])
@@ -102,11 +103,7 @@ def held_out_scores(perceptor: Perceptor, image: torch.Tensor, prompts, views: i
         whole = model.encode_pil(image) @ model.encode_text(texts).T
         scores = {"score": float(weighted_prompt_score(whole.cpu(), positive)[0])}
         if views:
-            cutouts = Cutouts(views, cut_pow, (model.input_size,), augment).to(image.device)
-            devices = [image.device] if image.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                sims = augmented_similarities(model, image, texts, cutouts)
+            sims = augmented_similarity_matrix(Perceptor([model]), [image], texts, views, augment, seed, cut_pow)
             scores["augmented"] = float(weighted_prompt_score(sims, positive)[0])
         out[model.label] = scores
     return out

@@ -63,20 +63,18 @@ def load_run_perceptor(plan: RunPlan) -> Perceptor:
     open_clip initialises every model randomly before loading its weights; that must not
     move the run's random stream, so a seed gives the same image whenever CLIP is loaded.
     """
-    settings = plan.settings
+    return _load_keeping_rng(plan, plan.inputs.clip, compile=plan.compiles)
+
+
+def _load_keeping_rng(plan: RunPlan, specs, compile: bool = False) -> Perceptor:
     devices = [plan.device] if plan.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        return load_perceptor(plan.inputs.clip, plan.device, offline=settings.offline, dtype=plan.dtype,
-                              compile=plan.compiles)
+        return load_perceptor(specs, plan.device, offline=plan.settings.offline, dtype=plan.dtype, compile=compile)
 
 
 def load_evaluator(plan: RunPlan) -> Perceptor | None:
     """The held-out models of ``--eval-clip`` (None without any), loaded like the run's own."""
-    if not plan.inputs.eval_clip:
-        return None
-    devices = [plan.device] if plan.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        return load_perceptor(plan.inputs.eval_clip, plan.device, offline=plan.settings.offline, dtype=plan.dtype)
+    return _load_keeping_rng(plan, plan.inputs.eval_clip) if plan.inputs.eval_clip else None
 
 
 def make_generator(plan: RunPlan) -> Generator:
