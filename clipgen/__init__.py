@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "generate", "Result", "Settings"]
+__all__ = ["__version__", "generate", "batch", "Result", "Settings"]
 
 
 def __getattr__(name: str):
     # Importing torch costs seconds; `clipgen --version` and `--help` should not pay it.
-    if name in ("generate", "Result"):
+    if name in ("generate", "batch", "Result"):
         from clipgen import api
 
         return getattr(api, name)

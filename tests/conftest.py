@@ -105,3 +105,14 @@ def bench_json(run_cli, tiny_clip):
         return json.loads(out)
 
     return bench
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip, with the reason, where torch sees no CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "scripts/gpu_check.sh runs these on one")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

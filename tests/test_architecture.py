@@ -30,7 +30,7 @@ LAYERS = (
 
 #: Optional extras (and heavy imports kept out of start-up on purpose) may be imported late.
 LATE_IMPORTS_ALLOWED = ("taming", "dall_e", "pytorch_pretrained_biggan", "min_dalle", "yaml", "fcntl", "imageio",
-                        "resvg_py")
+                        "resvg_py", "ray")
 
 
 def module_name(path: Path) -> str:

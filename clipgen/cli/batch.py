@@ -28,44 +28,44 @@ def batch(
     device: Annotated[Optional[str], typer.Option(help="Device for this process.")] = None,
     out: Annotated[str, typer.Option(help="Output directory: a folder per prompt + index.html.")] = "outputs",
     resume: Annotated[bool, typer.Option("--resume", help="Skip finished prompts; continue interrupted ones.")] = False,
-    shard: Annotated[Optional[str], typer.Option(help="I/N: process every N-th prompt starting at I.")] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        help="I/N: every N-th prompt starting at I; auto: I and N from a SLURM job array or a Kubernetes "
+             "indexed Job (auto/N where the count is not in the environment).")] = None,
     devices: Annotated[Optional[str], typer.Option(help="One worker process per device, e.g. cuda:0,cuda:1.")] = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="Run on Ray workers: local (a cluster on this machine), auto (the one `ray start` runs here) or "
+             "ray://host:10001. Needs pip install 'clipgen[ray]'.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Ray workers to start (default: one per GPU, else one per --cpus-per-worker CPUs).")] = None,
+    cpus_per_worker: Annotated[int, typer.Option(min=1, help="CPUs (and torch threads) per Ray worker.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary table.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print per-prompt results as JSON.")] = False,
 ) -> None:
-    """Generate an image for every prompt in FILE; exit status 1 if any prompt failed."""
-    from clipgen.config.settings import resolve_run_settings
+    """Generate an image for every prompt in FILE; exit status 1 if any prompt failed, 130 if stopped."""
+    from clipgen.errors import SettingsError
     from clipgen.outputs.contact_sheet import write_index
-    from clipgen.run.batch import parse_shard, read_batch_file, run_batch, select_shard
+    from clipgen.run.batch import read_batch_file, run_batch, settings_for
+    from clipgen.run.shards import parse_shard
 
     items = read_batch_file(file)
-    shard_index, shard_count = parse_shard(shard)
+    chosen = parse_shard(shard, os.environ)
     common = {"clip": clip, "generator": generator, "steps": steps, "size": size, "seed": seed,
               "device": device, "out": out}
     base_flags = {k: v for k, v in common.items() if v is not None}
-    # Fail on bad shared options before any prompt runs.
-    resolve_run_settings(preset=preset, flags={**base_flags, "prompt": "x"}, assignments=set_)
+    resolve = settings_for(preset, base_flags, set_)  # fails on bad shared options before any prompt runs
+    if ray and devices:
+        raise SettingsError("--ray and --devices both place workers; use --ray alone (one worker per GPU)")
     if devices:
-        raise typer.Exit(_run_workers(file, devices, shard_index, shard_count, preset, set_, base_flags,
+        raise typer.Exit(_run_workers(file, devices, chosen.index, chosen.count, preset, set_, base_flags,
                                       resume, quiet, Path(out)))
-    selected = select_shard(items, shard_index, shard_count)
-
-    def resolve(item):
-        return resolve_run_settings(preset=preset, flags={**base_flags, "prompt": item.prompt},
-                                    assignments=[*(set_ or []), *item.overrides])
-
+    selected = chosen.select(items)
     console = stderr_console()
-
-    def on_done(outcome):
-        if quiet:
-            return
-        where = f"line {outcome.item.line}"
-        if outcome.status == "failed":
-            console.print(f"[red]failed[/] {where}: {outcome.error}")
-        else:
-            console.print(f"[green]{outcome.status}[/] {where}: {outcome.item.prompt} → {outcome.folder}")
-
-    outcomes = run_batch(selected, resolve, Path(out), resume=resume, on_done=on_done)
+    if ray:
+        outcomes = _run_on_ray(selected, resolve, Path(out), resume, ray, workers, cpus_per_worker, quiet, console)
+    else:
+        outcomes = run_batch(selected, resolve, Path(out), resume=resume,
+                             on_done=None if quiet else lambda o: _print_outcome(console, o))
     if Path(out).is_dir():
         write_index(Path(out))
     if json_out:
@@ -75,7 +75,70 @@ def batch(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif not quiet:
         _summary_table(outcomes, Path(out))
+    unfinished = len(selected) - sum(o.status in ("finished", "skipped", "failed") for o in outcomes)
+    if unfinished:
+        console.print(f"[yellow]stopped[/]: {unfinished} prompt(s) not finished; run the same command with "
+                      "--resume to finish them")
+        raise typer.Exit(130)
     raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
+
+
+def _print_outcome(console, outcome) -> None:
+    where = f"line {outcome.item.line}"
+    if outcome.status == "failed":
+        console.print(f"[red]failed[/] {where}: {outcome.error}")
+    elif outcome.status == "interrupted":
+        console.print(f"[yellow]interrupted[/] {where}: {outcome.item.prompt} (state saved in {outcome.folder})")
+    else:
+        console.print(f"[green]{outcome.status}[/] {where}: {outcome.item.prompt} → {outcome.folder}")
+
+
+def _run_on_ray(items, resolve, out: Path, resume: bool, address: str, workers, cpus_per_worker: int, quiet: bool,
+                console):
+    """The batch on Ray workers, with one bar of prompts done and counts of failed and running."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clipgen.run.ray_batch import RayEvents, RayOptions, run_batch_on_ray
+
+    options = RayOptions(address=None if address == "local" else address, workers=workers,
+                         cpus_per_worker=cpus_per_worker)
+    progress = Progress(TextColumn("[bold]batch on Ray"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console, disable=quiet)
+    running: set[int] = set()
+    counts = {"failed": 0, "retried": 0, "workers": 0}
+    task = progress.add_task("", total=len(items), counts="starting workers…")
+
+    def show(advance: int = 0) -> None:
+        text = (f"{len(running)} running on {counts['workers']} workers · {counts['failed']} failed"
+                + (f" · {counts['retried']} retried" if counts["retried"] else ""))
+        progress.update(task, advance=advance, counts=text)
+
+    def on_start(item, worker) -> None:
+        running.add(item.index)
+        show()
+
+    def on_done(outcome) -> None:
+        running.discard(outcome.item.index)
+        counts["failed"] += outcome.status == "failed"
+        if not quiet:
+            _print_outcome(progress.console, outcome)
+        show(advance=1)
+
+    def on_retry(item, reason) -> None:
+        running.discard(item.index)
+        counts["retried"] += 1
+        if not quiet:
+            progress.console.print(f"[yellow]retrying[/] line {item.line}: its worker was lost ({reason})")
+        show()
+
+    def on_workers(n) -> None:
+        counts["workers"] = n
+        show()
+
+    with progress:
+        return run_batch_on_ray(items, resolve, out, resume, options,
+                                RayEvents(on_start=on_start, on_done=on_done, on_retry=on_retry,
+                                          on_workers=on_workers))
 
 
 def _summary_table(outcomes, out: Path) -> None:

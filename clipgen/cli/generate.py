@@ -180,13 +180,15 @@ def resume(
     folder: Annotated[str, typer.Argument(help="A run folder (OUT/<slug>) holding state.pt.")],
     steps: Annotated[Optional[int], typer.Option(min=1, help="Run to this many steps in total (default: "
                                                  "the original count).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Continue on this device instead of the run's own "
+                                                  "(auto, cpu, cuda, cuda:N or mps).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Continue an interrupted run from its last saved state."""
     from clipgen.api import resume as resume_run
 
-    _run_with_progress(lambda callbacks: resume_run(folder, callbacks=callbacks, steps=steps),
+    _run_with_progress(lambda callbacks: resume_run(folder, callbacks=callbacks, steps=steps, device=device),
                        quiet, json_summary)
 
 

@@ -7,6 +7,7 @@ pixel noise that only one fixed view would accept.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +24,7 @@ AUGMENTATIONS: dict[str, Callable[[], nn.Module]] = {
     "affine": lambda: K.RandomAffine(degrees=15, translate=0.1, shear=5, p=0.7, padding_mode="border"),
     "perspective": lambda: K.RandomPerspective(distortion_scale=0.2, p=0.7),
     "flip": lambda: K.RandomHorizontalFlip(p=0.5),
-    "jitter": lambda: K.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05, p=0.7),
+    "jitter": lambda: ColourJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05, p=0.7),
     "erasing": lambda: K.RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1 / 0.3), p=0.5),
     "sharpness": lambda: K.RandomSharpness(sharpness=0.3, p=0.5),
     "grayscale": lambda: K.RandomGrayscale(p=0.1),
@@ -41,6 +42,46 @@ class CutoutNoise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         strength = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * self.max_std
         return x + strength * torch.randn_like(x)
+
+
+#: Rec. 601 luma: the grey a colour jitter keeps fixed.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class ColourJitter(nn.Module):
+    """Brightness, contrast, saturation and hue, each factor drawn per cutout, all applied
+    to a cutout with probability ``p``. Everything stays on the image's device: kornia's
+    ColorJitter tests each factor with a Python ``.any()``, which on a GPU waits for the
+    device four times a step. Hue turns colours about the grey axis (a linear map)."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float):
+        super().__init__()
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+
+        def draw(spread: float) -> torch.Tensor:  # U(-spread, spread), one per cutout
+            return (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1) * spread
+
+        luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        out = x * (1 + draw(self.brightness))
+        mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        out = mean + (out - mean) * (1 + draw(self.contrast))
+        grey = (out * luma).sum(1, keepdim=True)
+        out = grey + (out - grey) * (1 + draw(self.saturation))
+        out = torch.einsum("nij,njhw->nihw", hue_rotation(draw(self.hue).view(n) * 2 * math.pi), out)
+        chosen = torch.rand(n, 1, 1, 1, device=x.device) < self.p
+        return torch.where(chosen, out.clamp(0, 1), x)
+
+
+def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """``(n, 3, 3)``: rotations by ``angle`` (radians) about the grey axis (1, 1, 1)/√3."""
+    axis = torch.full((3,), 3 ** -0.5, device=angle.device, dtype=angle.dtype)
+    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]], device=angle.device, dtype=angle.dtype) * 3 ** -0.5
+    cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
+    eye = torch.eye(3, device=angle.device, dtype=angle.dtype)
+    return cos * eye + sin * cross + (1 - cos) * torch.outer(axis, axis)
 
 
 def check_augmentations(names: tuple[str, ...]) -> None:

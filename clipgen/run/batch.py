@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from clipgen.config.settings import Settings
+from clipgen.config.settings import Settings, resolve_run_settings
 from clipgen.errors import ClipgenError, InputFileError, SettingsError
 from clipgen.guidance.perceptor import Perceptor
 from clipgen.inputs import read_text_file
+from clipgen.outputs.contact_sheet import write_index
 from clipgen.outputs.naming import slugify
 from clipgen.outputs.run_record import is_finished, read_record
 from clipgen.run.plan import RunPlan, plan_run
 from clipgen.run.runner import is_prior_run, run_plan
+from clipgen.run.runner import resume as resume_run
 from clipgen.run.session import load_run_perceptor
-from clipgen.run.single import Result
+from clipgen.run.single import Result, RunInterrupted
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,16 @@ def read_batch_file(path: str | Path) -> list[BatchItem]:
     return parse_batch_text(read_text_file(path, "batch file"), source=f"batch file {path}")
 
 
-def parse_shard(spec: str | None) -> tuple[int, int]:
-    if not spec:
-        return 0, 1
-    try:
-        index, count = (int(v) for v in spec.split("/"))
-    except ValueError:
-        raise SettingsError(f"--shard {spec!r}: expected I/N, e.g. 0/4") from None
-    if count < 1 or not 0 <= index < count:
-        raise SettingsError(f"--shard {spec!r}: need 0 <= I < N")
-    return index, count
+def settings_for(preset: str | None, flags: dict, assignments: list[str] | None) -> Callable[[BatchItem], Settings]:
+    """Each item's settings: ``flags`` and ``assignments`` for every prompt, then the item's
+    own overrides. The shared part is checked now, before any prompt runs."""
+    resolve_run_settings(preset=preset, flags={**flags, "prompt": "x"}, assignments=assignments)
 
+    def resolve(item: BatchItem) -> Settings:
+        return resolve_run_settings(preset=preset, flags={**flags, "prompt": item.prompt},
+                                    assignments=[*(assignments or []), *item.overrides])
 
-def select_shard(items: list[BatchItem], index: int, count: int) -> list[BatchItem]:
-    """Every ``count``-th item starting at ``index``: shards together cover each item once."""
-    return [item for item in items if item.index % count == index]
+    return resolve
 
 
 def folder_name(item: BatchItem) -> str:
@@ -86,19 +83,23 @@ def folder_name(item: BatchItem) -> str:
 @dataclass
 class Outcome:
     item: BatchItem
-    status: str  # finished, skipped, failed
+    status: str  # finished, skipped, failed, interrupted
     folder: Path | None = None
     score: float | None = None
     seconds: float = 0.0
     seed: int | None = None
     error: str = ""
+    attempts: int = 1  # more when a Ray worker died under it and another took it over
+
+
+def item_folders(out: Path, item: BatchItem) -> list[Path]:
+    """Every folder an attempt at this item made (``NNNN-slug``, ``NNNN-slug-2``…)."""
+    return sorted(p for p in out.glob(f"{item.index:04d}-*") if p.is_dir()) if out.is_dir() else []
 
 
 def existing_folder(out: Path, item: BatchItem) -> Path | None:
     """A folder from an earlier attempt at this item, finished ones first."""
-    if not out.is_dir():
-        return None
-    candidates = sorted(out.glob(f"{item.index:04d}-*"))
+    candidates = item_folders(out, item)
     finished = [c for c in candidates if is_finished(c)]
     resumable = [c for c in candidates if (c / "state.pt").is_file() or is_prior_run(c)]
     return (finished or resumable or [None])[0]
@@ -119,15 +120,18 @@ class PerceptorCache:
 
 
 def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
-             perceptors: PerceptorCache) -> Outcome:
-    previous = existing_folder(out, item) if resume else None
+             perceptors: PerceptorCache, previous: Path | None = None) -> Outcome:
+    """Run one item, or skip it when finished; ``previous`` (or, with ``resume``, the
+    item's own earlier folder) is continued from its saved state."""
+    if previous is None and resume:
+        previous = existing_folder(out, item)
     record = read_record(previous) if previous is not None else None
     if record is not None and record.get("status") == "finished":
         return Outcome(item, "skipped", previous, record.get("final_similarity"), record.get("seconds", 0.0),
                        record.get("seed"))
     result: Result
-    if previous is not None:
-        result = resume(previous, callbacks=callbacks)
+    if previous is not None and ((previous / "state.pt").is_file() or is_prior_run(previous)):
+        result = resume_run(previous, callbacks=callbacks)
     else:
         plan = plan_run(settings)
         result = run_plan(plan, callbacks=callbacks, perceptor=perceptors.get(plan), folder_name=folder_name(item))
@@ -135,9 +139,24 @@ def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callb
                    result.settings.seed)
 
 
+def attempt_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
+                 perceptors: PerceptorCache, previous: Path | None = None) -> Outcome:
+    """:func:`run_item`, with a failure of the item's own (bad settings, a missing model, a
+    crash in its run) or a requested stop turned into its outcome."""
+    try:
+        return run_item(item, settings, out, resume, callbacks, perceptors, previous)
+    except RunInterrupted as stopped:
+        return Outcome(item, "interrupted", stopped.folder, error=str(stopped))
+    except ClipgenError as exc:
+        return Outcome(item, "failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken prompt must not end a long batch
+        return Outcome(item, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def run_batch(items: list[BatchItem], resolve: Callable[[BatchItem], Settings], out: Path, resume: bool = False,
               on_start=None, on_done=None, callbacks_for=None) -> list[Outcome]:
-    """Run every item; a failing item is recorded and the batch goes on.
+    """Run every item in turn; a failing item is recorded and the batch goes on, a stopped
+    one (Ctrl-C) ends the batch after saving its state.
 
     ``resolve(item) -> Settings``; models are loaded once per distinct CLIP set and device.
     """
@@ -147,13 +166,18 @@ def run_batch(items: list[BatchItem], resolve: Callable[[BatchItem], Settings], 
         if on_start:
             on_start(item)
         try:
-            outcome = run_item(item, resolve(item), out, resume, callbacks_for(item) if callbacks_for else [],
-                               perceptors)
-        except ClipgenError as exc:
+            settings = resolve(item)
+        except ClipgenError as exc:  # this line's own overrides are bad
             outcome = Outcome(item, "failed", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - one broken prompt must not end a long batch
-            outcome = Outcome(item, "failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            outcome = attempt_item(item, settings, out, resume, callbacks_for(item) if callbacks_for else [],
+                                   perceptors)
         outcomes.append(outcome)
+        if outcome.status == "finished":
+            write_index(out)  # the contact sheet grows as prompts finish
         if on_done:
             on_done(outcome)
+        if outcome.status == "interrupted":
+            break
     return outcomes
+

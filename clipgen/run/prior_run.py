@@ -94,12 +94,13 @@ def run_prior(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | No
     return _refine(plan, folder, record, callbacks, perceptor, ranker, started)
 
 
-def resume_prior(folder: Path, callbacks: Iterable = (), steps: int | None = None) -> Result:
+def resume_prior(folder: Path, callbacks: Iterable = (), steps: int | None = None,
+                 device: str | None = None) -> Result:
     """Finish a prior run: refinements already done are kept, interrupted ones resume from
     their ``state.pt``, the rest start from the tokens ``run.json`` recorded."""
     record = read_record(folder)
     settings = Settings.from_dict(record["settings"], source=str(folder / "run.json"))
-    settings = replace(settings, steps=steps or settings.steps,
+    settings = replace(settings, steps=steps or settings.steps, device=device or settings.device,
                        offline=settings.offline or offline_from_environment())
     plan = plan_run(settings)
     perceptor = load_run_perceptor(plan)
@@ -159,7 +160,7 @@ def _refine_one(plan: RunPlan, folder: Path, sub: Path, tokens: torch.Tensor, ca
     if is_finished(sub):
         return None
     if (sub / "state.pt").is_file():
-        return resume_run(sub, callbacks=callbacks, steps=plan.settings.steps)
+        return resume_run(sub, callbacks=callbacks, steps=plan.settings.steps, device=plan.settings.device)
     single = replace(plan.with_settings(out=str(folder), candidates=1, keep=1),
                      inputs=replace(plan.inputs, start_tokens=tokens))
     return run_single(single, callbacks=callbacks, perceptor=perceptor, folder_name=sub.name)

@@ -38,9 +38,11 @@ def is_prior_run(folder: str | Path) -> bool:
     return bool(record) and record.get("kind") == "prior"
 
 
-def resume(folder: str | Path, callbacks: Iterable = (), steps: int | None = None) -> Result:
+def resume(folder: str | Path, callbacks: Iterable = (), steps: int | None = None,
+           device: str | None = None) -> Result:
     """Continue an interrupted run: a single run from its ``state.pt``, a prior run from its
-    ``run.json`` (finished refinements kept, the others resumed or started)."""
+    ``run.json`` (finished refinements kept, the others resumed or started); ``device``
+    moves it (a GPU run finished on a CPU, say)."""
     if is_prior_run(folder):
-        return resume_prior(Path(folder), callbacks=callbacks, steps=steps)
-    return resume_run(folder, callbacks=callbacks, steps=steps)
+        return resume_prior(Path(folder), callbacks=callbacks, steps=steps, device=device)
+    return resume_run(folder, callbacks=callbacks, steps=steps, device=device)

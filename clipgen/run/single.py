@@ -109,13 +109,15 @@ def run_single(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | N
     return execute(session, folder, callbacks, 0, [], initial_similarity, started)
 
 
-def resume_run(folder: str | Path, callbacks: Iterable = (), steps: int | None = None) -> Result:
-    """Continue an interrupted run in ``folder`` from its ``state.pt`` (optionally to more steps)."""
+def resume_run(folder: str | Path, callbacks: Iterable = (), steps: int | None = None,
+               device: str | None = None) -> Result:
+    """Continue an interrupted run in ``folder`` from its ``state.pt`` (optionally to more
+    steps, or on another device: a GPU run can finish on a CPU)."""
     started = time.perf_counter()
     folder = Path(folder)
     state = load_state(folder)
     settings = Settings.from_dict(state.settings, source=str(folder / "state.pt"))
-    settings = replace(settings, steps=steps or settings.steps,
+    settings = replace(settings, steps=steps or settings.steps, device=device or settings.device,
                        offline=settings.offline or offline_from_environment())
     session = build_session(plan_run(settings))
     load_trainable_state(session.generator, state.generator)
@@ -189,7 +191,7 @@ def _optimize(session: Session, folder: Path, callbacks: list, start_step: int, 
     save what they can and become one-line errors."""
     settings = session.settings
     try:
-        with graceful_stop() as stop:
+        with graceful_stop(callbacks) as stop:
             step = optimize(session.generator, session.objective, session.optimizer, settings.steps,
                             callbacks=callbacks, start_step=start_step, should_stop=stop, check_every=check_every,
                             average=session.average)

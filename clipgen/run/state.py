@@ -63,7 +63,9 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        # Saved with more GPUs than this machine has: the run's own device comes first.
+        for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
     np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32), rng["numpy_pos"],
                          rng["numpy_has_gauss"], rng["numpy_gauss"]))
     random.setstate((rng["python_version"], tuple(int(v) for v in rng["python"].tolist()),

@@ -122,6 +122,9 @@ def test_tiling_chunking_and_checkpointing_do_not_change_the_image(closed):
         image = rasterize(points, widths, colors, WHITE, (70, 50), closed=closed,
                           tile=tile, max_chunk_elements=elements)
         assert torch.allclose(image, reference, atol=1e-5), (tile, elements)
+    # Without culling (what a GPU does, to not wait for which strokes touch which tile).
+    unculled = rasterize(points, widths, colors, WHITE, (70, 50), closed=closed, tile=16, cull=False)
+    assert torch.allclose(unculled, reference, atol=1e-5)
 
 
 def test_checkpointing_gives_the_same_gradients():

@@ -7,7 +7,8 @@ import pytest
 from fixtures import REPO_ROOT
 
 from clipgen.errors import SettingsError
-from clipgen.run.batch import parse_batch_text, select_shard
+from clipgen.run.batch import parse_batch_text
+from clipgen.run.shards import Shard
 
 FAST = ["--size", "32x32", "--steps", "3", "--set", "cutn=2", "--set", "save_every=0", "-g", "pixels"]
 
@@ -26,7 +27,7 @@ def test_bad_override_names_the_line():
 
 def test_shards_cover_every_item_exactly_once():
     items = parse_batch_text("\n".join(f"p{i}" for i in range(7)))
-    covered = [i.index for s in range(3) for i in select_shard(items, s, 3)]
+    covered = [i.index for s in range(3) for i in Shard(s, 3).select(items)]
     assert sorted(covered) == list(range(7))
 
 
@@ -99,3 +100,77 @@ def test_one_worker_per_device(run_cli, tiny_clip, tmp_path, prompt_file):
     folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert folders == ["0000-a-red-apple", "0001-a-blue-sky", "0003-a-green-hill"]
     assert (tmp_path / "index.html").read_text().count("<figure>") == 3
+
+
+def test_shard_auto_reads_slurm_and_kubernetes(run_cli, tiny_clip, tmp_path, monkeypatch):
+    prompts = tmp_path / "two.txt"
+    prompts.write_text("a red apple\na blue sky\n")
+    out = tmp_path / "out"
+    seen = []
+    for env in ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "1"},
+                {"JOB_COMPLETION_INDEX": "1", "CLIPGEN_SHARD_COUNT": "2"}):
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            code, stdout, err = run_cli(["batch", prompts, "--clip", tiny_clip, "--out", out, "--json",
+                                         "--shard", "auto", *FAST])
+        assert code == 0, err
+        seen += [r["line"] for r in json.loads(stdout)]
+    assert seen == [1, 2]  # SLURM task 1 of 1-2 is shard 0; pod 1 is shard 1
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["0000-a-red-apple", "0001-a-blue-sky"]
+
+
+def test_shard_auto_without_a_scheduler_is_exit_2(run_cli, tmp_path, prompt_file, monkeypatch):
+    for name in ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = run_cli(["batch", prompt_file, "--out", tmp_path / "out", "--shard", "auto"])
+    assert code == 2 and "JOB_COMPLETION_INDEX" in err and "--shard I/N" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_ray_and_devices_together_is_exit_2(run_cli, tmp_path, prompt_file):
+    code, _, err = run_cli(["batch", prompt_file, "--out", tmp_path / "out", "--ray", "local",
+                            "--devices", "cpu,cpu"])
+    assert code == 2 and "--ray" in err and not (tmp_path / "out").exists()
+
+
+def test_examples_take_their_shard_from_the_scheduler():
+    import yaml
+
+    job = yaml.safe_load((REPO_ROOT / "examples" / "k8s-indexed-job.yaml").read_text())
+    spec = job["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert spec["completionMode"] == "Indexed" and env["CLIPGEN_SHARD_COUNT"] == str(spec["completions"])
+    assert container["command"][:2] == ["clipgen", "batch"]
+    assert {"--shard", "auto", "--resume"} <= set(container["command"])
+    script = (REPO_ROOT / "examples" / "slurm-array.sh").read_text()
+    assert "#SBATCH --array=" in script and "--shard auto --resume" in script
+
+
+def test_a_stopped_batch_ends_and_resume_continues_the_stopped_prompt(tiny_clip, tmp_path):
+    from PIL import Image
+
+    from clipgen.outputs.run_record import read_record
+    from clipgen.run.batch import run_batch, settings_for
+    from clipgen.run.interrupts import StopWhen
+
+    items = parse_batch_text("a red apple\na blue sky\n")
+    flags = {"clip": [tiny_clip], "size": "32x32", "steps": 8, "generator": "pixels", "seed": 3}
+    assign = ["cutn=2", "save_every=0", "checkpoint_every=2"]
+
+    def pixels(outcome):
+        with Image.open(read_record(outcome.folder)["files"]["image"]) as image:
+            return image.convert("RGB").tobytes()
+
+    whole = run_batch(items, settings_for(None, {**flags, "out": str(tmp_path / "whole")}, assign), tmp_path / "whole")
+    out = tmp_path / "out"
+    resolve = settings_for(None, {**flags, "out": str(out)}, assign)
+    seen = []
+    stopped = run_batch(items, resolve, out,
+                        callbacks_for=lambda item: [StopWhen(lambda: len(seen) > 5), seen.append])
+    assert [o.status for o in stopped] == ["interrupted"]  # the batch ended there, the second never started
+    resumed = run_batch(items, resolve, out, resume=True)
+    assert [o.status for o in resumed] == ["finished", "finished"]
+    assert resumed[0].folder == stopped[0].folder
+    assert [pixels(o) for o in resumed] == [pixels(o) for o in whole]  # resumed exactly

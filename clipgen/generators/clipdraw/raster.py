@@ -155,8 +155,12 @@ def _touching(lo, hi, x0, y0, tw, th) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _culled_tiles(poly: torch.Tensor, half_width: torch.Tensor, size: tuple[int, int], tile: int):
-    """``[((x0, y0, tw, th), index)]``: each tile with the strokes that can touch it."""
+def _culled_tiles(poly: torch.Tensor, half_width: torch.Tensor, size: tuple[int, int], tile: int, cull: bool):
+    """``[((x0, y0, tw, th), index)]``: each tile with the strokes that can touch it, or
+    with every stroke when not ``cull``-ing (the same image)."""
+    if not cull:
+        every = torch.arange(poly.shape[0], device=poly.device)
+        return [(box, every) for box in _tiles(*size, tile)]
     # A stroke cannot cover a pixel further than r + 1/2 from its polyline.
     margin = (half_width.clamp_min(0) + 1)[:, None]
     lo, hi = poly.amin(1) - margin, poly.amax(1) + margin
@@ -176,6 +180,7 @@ def rasterize(
     max_chunk_elements: int = 1 << 22,
     memory_budget: float = 2e9,
     use_checkpoint: bool | None = None,
+    cull: bool | None = None,
 ) -> torch.Tensor:
     """Render strokes over a background; returns ``(1, 3, H, W)`` in [0, 1].
 
@@ -184,12 +189,15 @@ def rasterize(
     3 floats or a ``(3,)`` tensor; ``size``: ``(width, height)``. Strokes are drawn in
     order (the last on top). ``tile`` and ``max_chunk_elements`` trade speed for memory
     without changing the result; ``use_checkpoint=None`` checkpoints chunks only when
-    the autograd graph would otherwise exceed ``memory_budget`` bytes.
+    the autograd graph would otherwise exceed ``memory_budget`` bytes. ``cull=None`` skips
+    strokes that cannot touch a tile on the CPU only: which ones do is known only after the
+    device has computed it, and a GPU waiting for that every step loses more than drawing
+    the strokes that cover nothing costs.
     """
     bg = torch.as_tensor(background, dtype=points.dtype, device=points.device).reshape(3, 1)
     poly = flatten_beziers(points, samples, closed)
     half = widths.reshape(-1) / 2
-    tiles = _culled_tiles(poly, half, size, tile)
+    tiles = _culled_tiles(poly, half, size, tile, points.device.type == "cpu" if cull is None else cull)
     pieces = poly.shape[1] - 1
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (points, widths, colors))
     if use_checkpoint is None:
