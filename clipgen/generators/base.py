@@ -30,12 +30,31 @@ Adding a generator is one folder ``generators/NAME/`` + one line in the registry
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Callable, ClassVar, Hashable, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
 from clipgen.config.typed import NoOptions
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class FrozenModels:
+    """Frozen networks (decoders) kept loaded from run to run, as a batch worker keeps
+    them; a generator asks for its own through :meth:`GeneratorContext.frozen_model`."""
+
+    def __init__(self) -> None:
+        self._models: dict[Hashable, nn.Module] = {}
+
+    def get(self, key: Hashable, load: Callable[[], M]) -> M:
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self._models)
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,15 @@ class GeneratorContext:
     steps: int = 0  # the run's total optimisation steps, for generators with schedules
     # Precision for frozen networks (decoders); the optimised parameters stay fp32.
     dtype: torch.dtype = torch.float32
+    kept: FrozenModels | None = None  # networks loaded by earlier runs of this process, to reuse
+
+    def frozen_model(self, key: tuple, load: Callable[[], M]) -> M:
+        """The frozen network ``load()`` makes, loaded once per ``key`` (which must name
+        everything ``load`` depends on: files, device, dtype) when runs share a cache.
+        Whatever a run may change on it (e.g. checkpointing) is set after, every run."""
+        if self.kept is None:
+            return load()
+        return self.kept.get((*key, str(self.device), self.dtype), load)
 
 
 class Generator(nn.Module):

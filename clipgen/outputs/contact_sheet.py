@@ -51,9 +51,10 @@ def write_index(out: Path) -> Path:
     cards = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         record = read_record(folder)
-        if not record or record.get("status") != "finished":
+        image_file = (record or {}).get("files", {}).get("image")
+        if not record or record.get("status") != "finished" or not image_file:
             continue
-        image = Path(record["files"]["image"])
+        image = Path(image_file)
         lines = (f"seed {record.get('seed')} · score {record.get('final_similarity', 0):.3f} · "
                  f"{record.get('seconds', 0):.1f} s",) + held_out_lines(record.get("held_out") or {})
         cards.append(Card(f"{folder.name}/{image.name}", record.get("prompt", ""), lines,

@@ -12,12 +12,13 @@ lives.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from clipgen.config.settings import Settings, resolve_run_settings
 from clipgen.errors import ClipgenError, InputFileError, SettingsError
+from clipgen.generators.base import FrozenModels
 from clipgen.guidance.perceptor import Perceptor
 from clipgen.inputs import read_text_file
 from clipgen.outputs.contact_sheet import write_index
@@ -105,22 +106,28 @@ def existing_folder(out: Path, item: BatchItem) -> Path | None:
     return (finished or resumable or [None])[0]
 
 
-class PerceptorCache:
-    """CLIP ensembles loaded once per distinct set of models, device, precision and mode."""
+class KeptModels:
+    """What a batch keeps loaded from prompt to prompt: CLIP ensembles (one per distinct
+    set of models, device, precision and mode) and the generators' frozen decoders."""
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple, Perceptor] = {}
+        self._perceptors: dict[tuple, Perceptor] = {}
+        self.decoders = FrozenModels()
 
-    def get(self, plan: RunPlan) -> Perceptor:
+    def perceptor(self, plan: RunPlan) -> Perceptor:
         s = plan.settings
         key = (s.clip, str(plan.device), plan.dtype, plan.compiles, s.offline)
-        if key not in self._loaded:
-            self._loaded[key] = load_run_perceptor(plan)
-        return self._loaded[key]
+        if key not in self._perceptors:
+            self._perceptors[key] = load_run_perceptor(plan)
+        return self._perceptors[key]
+
+    @property
+    def perceptors(self) -> int:
+        return len(self._perceptors)
 
 
 def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
-             perceptors: PerceptorCache, previous: Path | None = None) -> Outcome:
+             kept: KeptModels, previous: Path | None = None) -> Outcome:
     """Run one item, or skip it when finished; ``previous`` (or, with ``resume``, the
     item's own earlier folder) is continued from its saved state."""
     if previous is None and resume:
@@ -133,18 +140,18 @@ def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callb
     if previous is not None and ((previous / "state.pt").is_file() or is_prior_run(previous)):
         result = resume_run(previous, callbacks=callbacks)
     else:
-        plan = plan_run(settings)
-        result = run_plan(plan, callbacks=callbacks, perceptor=perceptors.get(plan), folder_name=folder_name(item))
+        plan = replace(plan_run(settings), kept=kept.decoders)
+        result = run_plan(plan, callbacks=callbacks, perceptor=kept.perceptor(plan), folder_name=folder_name(item))
     return Outcome(item, "finished", result.paths["folder"], result.final_similarity, result.seconds,
                    result.settings.seed)
 
 
 def attempt_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callbacks: Iterable,
-                 perceptors: PerceptorCache, previous: Path | None = None) -> Outcome:
+                 kept: KeptModels, previous: Path | None = None) -> Outcome:
     """:func:`run_item`, with a failure of the item's own (bad settings, a missing model, a
     crash in its run) or a requested stop turned into its outcome."""
     try:
-        return run_item(item, settings, out, resume, callbacks, perceptors, previous)
+        return run_item(item, settings, out, resume, callbacks, kept, previous)
     except RunInterrupted as stopped:
         return Outcome(item, "interrupted", stopped.folder, error=str(stopped))
     except ClipgenError as exc:
@@ -160,7 +167,7 @@ def run_batch(items: list[BatchItem], resolve: Callable[[BatchItem], Settings], 
 
     ``resolve(item) -> Settings``; models are loaded once per distinct CLIP set and device.
     """
-    perceptors = PerceptorCache()
+    kept = KeptModels()
     outcomes = []
     for item in items:
         if on_start:
@@ -171,7 +178,7 @@ def run_batch(items: list[BatchItem], resolve: Callable[[BatchItem], Settings], 
             outcome = Outcome(item, "failed", error=str(exc))
         else:
             outcome = attempt_item(item, settings, out, resume, callbacks_for(item) if callbacks_for else [],
-                                   perceptors)
+                                   kept)
         outcomes.append(outcome)
         if outcome.status == "finished":
             write_index(out)  # the contact sheet grows as prompts finish

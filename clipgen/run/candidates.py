@@ -4,6 +4,7 @@ model — possibly a different one from the guide — scores best against the pr
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Iterable
 
 import torch
@@ -30,15 +31,18 @@ def rank_scores(perceptor: Perceptor, images: list, prompts: tuple[Prompt, ...])
     return weighted_prompt_score(sims, positive).tolist()
 
 
-def run_candidates(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | None = None) -> Result:
-    """Run ``candidates`` seeds into ``OUT/<slug>/candidates/seed-N/`` and keep the best."""
+def run_candidates(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | None = None,
+                   folder_name: str | None = None) -> Result:
+    """Run ``candidates`` seeds into ``OUT/<slug>/candidates/seed-N/`` and keep the best;
+    ``folder_name`` replaces the slug (batch items)."""
+    started = time.perf_counter()
     settings = plan.settings
     if perceptor is None:
         perceptor = load_run_perceptor(plan)
     ranker = perceptor
     if plan.inputs.rank_clip:
         ranker = load_perceptor(plan.inputs.rank_clip, plan.device, offline=settings.offline, dtype=plan.dtype)
-    folder = make_run_dir(settings.out, plan.slug)
+    folder = make_run_dir(settings.out, folder_name or plan.slug)
     single = plan.with_settings(candidates=1, keep=1, rank_clip=(), out=str(folder / "candidates"))
     evaluator = load_evaluator(plan)
     results = [run_single(single.with_settings(seed=settings.seed + i), callbacks=callbacks, perceptor=perceptor,
@@ -54,6 +58,9 @@ def run_candidates(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor
                         **({"held_out": r.held_out} if r.held_out else {})}
                        for r, s in zip(results, scores)],
         "kept": kept,
+        # The keys every finished run.json has, so batch's contact sheet and skips read it alike.
+        "seed": results[order[0]].settings.seed, "final_similarity": scores[order[0]],
+        "files": {"image": kept[0]["image"]}, "seconds": round(time.perf_counter() - started, 3),
     }
     run_json = write_record(folder, record)
     best = results[order[0]]

@@ -20,7 +20,7 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
-from clipgen.generators.base import RandomStarts, StartsFromPrior
+from clipgen.generators.base import FrozenModels, RandomStarts, StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
 from clipgen.guidance.cutouts import CutPhase, check_augmentations, parse_cut_schedule
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
@@ -57,6 +57,7 @@ class RunPlan:
     inputs: RunInputs
     precision: PrecisionChoice | None = None  # how dtype was chosen (run.json)
     compile: CompileChoice | None = None  # whether the CLIP towers are compiled, and why
+    kept: FrozenModels | None = None  # decoders a batch worker keeps loaded from prompt to prompt
 
     @property
     def compiles(self) -> bool:

@@ -36,7 +36,7 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import ClipgenError, SettingsError
 from clipgen.outputs.contact_sheet import write_index
-from clipgen.run.batch import BatchItem, Outcome, PerceptorCache, attempt_item, existing_folder, item_folders
+from clipgen.run.batch import BatchItem, KeptModels, Outcome, attempt_item, existing_folder, item_folders
 from clipgen.run.interrupts import StopWhen
 
 #: How long a worker may take to start (import torch, claim a GPU) before the driver gives up on the cluster.
@@ -56,18 +56,20 @@ class RayOptions:
 
 
 class BatchWorker:
-    """Runs one batch item at a time; two calls may be in flight (``max_concurrency=2``) so
-    that ``stop`` reaches it while it runs an item."""
+    """Runs one batch item at a time, keeping its CLIP models and decoders loaded from item
+    to item; two calls may be in flight (``max_concurrency=2``) so that ``stop`` reaches it
+    while it runs an item."""
 
     def __init__(self) -> None:
-        self.perceptors = PerceptorCache()
+        self.kept = KeptModels()
         self.stopping = threading.Event()
 
     def ready(self) -> dict:
-        return {"pid": os.getpid(), "threads": torch.get_num_threads()}
+        return {"pid": os.getpid(), "threads": torch.get_num_threads(), "clip_ensembles": self.kept.perceptors,
+                "decoders": len(self.kept.decoders)}
 
     def run(self, item: BatchItem, settings: Settings, out: str, previous: str | None) -> Outcome:
-        return attempt_item(item, settings, Path(out), False, [StopWhen(self.stopping.is_set)], self.perceptors,
+        return attempt_item(item, settings, Path(out), False, [StopWhen(self.stopping.is_set)], self.kept,
                             Path(previous) if previous else None)
 
     def stop(self) -> None:

@@ -29,7 +29,7 @@ def run_plan(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | Non
     if prior_start(plan) is not None:
         return run_prior(plan, callbacks, perceptor, folder_name)
     if plan.settings.candidates > 1:
-        return run_candidates(plan, callbacks=callbacks, perceptor=perceptor)
+        return run_candidates(plan, callbacks=callbacks, perceptor=perceptor, folder_name=folder_name)
     return run_single(plan, callbacks=callbacks, perceptor=perceptor, folder_name=folder_name)
 
 

@@ -81,7 +81,7 @@ def make_generator(plan: RunPlan) -> Generator:
     """The run's generator with its own start (random, or the model's default)."""
     settings = plan.settings
     context = GeneratorContext(device=plan.device, offline=settings.offline, steps=settings.steps,
-                               dtype=plan.dtype)
+                               dtype=plan.dtype, kept=plan.kept)
     return get_generator_class(settings.generator)(settings.size, settings.options, context).to(plan.device)
 
 

@@ -415,3 +415,19 @@ def test_bf16_vqgan_decodes_close_to_fp32(tiny_vqgan):
     a, b = fp32(), bf16()
     assert b.dtype == torch.float32
     assert (a - b).abs().mean() < 0.02
+
+
+def test_generators_sharing_kept_models_share_one_decoder_with_their_own_settings(tiny_vqgan):
+    from clipgen.generators.base import FrozenModels, GeneratorContext
+    from clipgen.generators.vqgan.generator import VQGANGenerator, VQGANOptions
+
+    kept = FrozenModels()
+    context = GeneratorContext(device=torch.device("cpu"), offline=True, kept=kept)
+    first = VQGANGenerator((32, 32), VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1])), context)
+    assert first.vqgan.checkpointing is False
+    second = VQGANGenerator((32, 32), VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1]),
+                                                   checkpointing=True), context)
+    assert second.vqgan is first.vqgan and len(kept) == 1 and second.vqgan.checkpointing is True
+    alone = VQGANGenerator((32, 32), VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1])),
+                           GeneratorContext(device=torch.device("cpu"), offline=True))
+    assert alone.vqgan is not first.vqgan

@@ -174,3 +174,40 @@ def test_a_stopped_batch_ends_and_resume_continues_the_stopped_prompt(tiny_clip,
     assert [o.status for o in resumed] == ["finished", "finished"]
     assert resumed[0].folder == stopped[0].folder
     assert [pixels(o) for o in resumed] == [pixels(o) for o in whole]  # resumed exactly
+
+
+def test_a_batch_keeps_clip_and_decoders_loaded_and_images_stay_the_same(tiny_clip, tiny_vqgan, tmp_path):
+    from PIL import Image
+
+    from clipgen.outputs.run_record import read_record
+    from clipgen.run.batch import KeptModels, run_item, settings_for
+
+    items = parse_batch_text("a red apple\na blue sky | vqgan.checkpointing=true\n")
+    flags = {"clip": [tiny_clip], "size": "32x32", "steps": 3, "generator": "vqgan", "seed": 3,
+             "vqgan": {"config": str(tiny_vqgan[0]), "checkpoint": str(tiny_vqgan[1])}}
+
+    def pixels(outcome):
+        with Image.open(read_record(outcome.folder)["files"]["image"]) as image:
+            return image.convert("RGB").tobytes()
+
+    def run_all(out, kept_for):
+        resolve = settings_for(None, {**flags, "out": str(out)}, ["cutn=2", "save_every=0"])
+        return [run_item(item, resolve(item), out, False, [], kept_for()) for item in items]
+
+    kept = KeptModels()
+    shared = run_all(tmp_path / "shared", lambda: kept)
+    assert (kept.perceptors, len(kept.decoders)) == (1, 1)  # one CLIP, one VQGAN for both prompts
+    fresh = run_all(tmp_path / "fresh", KeptModels)  # every prompt loads its own
+    assert [pixels(o) for o in shared] == [pixels(o) for o in fresh]
+
+
+def test_candidate_runs_in_a_batch_get_the_batch_folder_and_a_card(run_cli, tiny_clip, tmp_path):
+    prompts = tmp_path / "one.txt"
+    prompts.write_text("a red apple | candidates=2\n")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["batch", prompts, "--clip", tiny_clip, "--out", out, "--json", *FAST])
+    assert code == 0, err
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["0000-a-red-apple"]
+    assert 'src="0000-a-red-apple/best-1.png"' in (out / "index.html").read_text()
+    code, stdout, _ = run_cli(["batch", prompts, "--clip", tiny_clip, "--out", out, "--json", "--resume", *FAST])
+    assert [r["status"] for r in json.loads(stdout)] == ["skipped"]

@@ -149,9 +149,15 @@ class DVAEGenerator(Generator):
         self.step = 0  # finished optimiser steps, as last told by after_step
         self._encoder: nn.Module | None = None  # loaded on the first init_from_image
         self._eps = float(import_dall_e().utils.logit_laplace_eps)
-        self.decoder = load_part(_part_source(options, "decoder"), "Decoder", context.device)
-        # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
-        convert_frozen(self.decoder, torch.float32, channels_last=True)
+        source = _part_source(options, "decoder")
+
+        def load():
+            decoder = load_part(source, "Decoder", context.device)
+            # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
+            convert_frozen(decoder, torch.float32, channels_last=True)
+            return decoder
+
+        self.decoder = context.frozen_model(("dvae-decoder", str(source)), load)
         if self.decoder.output_channels < 3:
             raise ModelError(f"this dVAE decoder makes {self.decoder.output_channels} channels; an image needs 3")
         self.vocab_size = int(self.decoder.vocab_size)

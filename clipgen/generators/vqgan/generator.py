@@ -111,13 +111,17 @@ class VQGANGenerator(Generator):
         config = read_config(config_path) if config_path else DETOKER_CONFIG
         factor = config.downsampling
         require_multiple("vqgan", size, factor, f"this model downsamples {factor}x")
-        self.vqgan = (load_weights(config, checkpoint_path, context.device, fix) if config_path
-                      else load_detoker(checkpoint_path, context.device, fix))
-        # Channels-last is the layout of oneDNN's and cuDNN's fast conv kernels, fp32 included
-        # since torch 2.14 (AVX2, 2 threads, 128 channels at 256², forward + input gradient:
-        # 143 GFLOP/s against 75 contiguous; the 256² step 12.3 → 11.6 s).
-        channels_last = True
-        self.vqgan.set_compute(context.dtype, channels_last=channels_last)
+
+        def load():
+            model = (load_weights(config, checkpoint_path, context.device, fix) if config_path
+                     else load_detoker(checkpoint_path, context.device, fix))
+            # Channels-last is the layout of oneDNN's and cuDNN's fast conv kernels, fp32 included
+            # since torch 2.14 (AVX2, 2 threads, 128 channels at 256², forward + input gradient:
+            # 143 GFLOP/s against 75 contiguous; the 256² step 12.3 → 11.6 s).
+            model.set_compute(context.dtype, channels_last=True)
+            return model
+
+        self.vqgan = context.frozen_model(("vqgan", str(config_path), str(checkpoint_path)), load)
         self.vqgan.checkpointing = options.checkpointing
         codebook = self.vqgan.codebook
         # Per-channel range of the codebook, shaped to broadcast over (1, C, h, w).
