@@ -71,7 +71,7 @@ def batch(
     if json_out:
         rows = [{"line": o.item.line, "prompt": o.item.prompt, "status": o.status,
                  "folder": str(o.folder) if o.folder else None, "score": o.score, "seed": o.seed,
-                 "seconds": round(o.seconds, 3), "error": o.error} for o in outcomes]
+                 "seconds": round(o.seconds, 3), "attempts": o.attempts, "error": o.error} for o in outcomes]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif not quiet:
         _summary_table(outcomes, Path(out))

@@ -2,8 +2,8 @@
 
 The list comes from the registry, so a new generator is covered by its registry line.
 Generators with weights run on the tiny real-format checkpoints of ``tests/conftest.py``
-(skipped, with the reason, when their extra is missing); one that needs weights this
-file does not know fails in ``_options`` until ``TINY`` says how to build it.
+(skipped, with the reason, when their extra is missing); one that needs weights the
+fixtures do not know fails until ``fixtures.TINY_OPTIONS`` says how to build it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures import tiny_options
 
 from clipgen.errors import MissingWeightsError
 from clipgen.generators import generator_names, get_generator_class
@@ -29,23 +30,12 @@ CPU = GeneratorContext(device=torch.device("cpu"), offline=True, steps=4)
 SIZE = (32, 16)  # (width, height): a multiple of every downsampling factor in use, and not square
 CAPABILITIES = (EncodesImages, Regularized, VectorGraphic, RandomStarts)
 
-#: name -> (conftest fixture or None, its value -> small options for a fast test)
-TINY = {
-    "clipdraw": (None, lambda _: {"strokes": 6}),
-    "vqgan": ("tiny_vqgan", lambda p: {"config": str(p[0]), "checkpoint": str(p[1])}),
-    "dvae": ("tiny_dvae", lambda p: {"encoder": str(p[0]), "decoder": str(p[1]), "trust_checkpoint": True}),
-    "biggan": ("tiny_biggan", lambda p: {"model_dir": str(p), "init_steps": 10}),
-}
-
-
 def _having(capability) -> list[str]:
     return [name for name in generator_names() if issubclass(get_generator_class(name), capability)]
 
 
 def _options(name: str, request):
-    fixture, build = TINY.get(name, (None, lambda _: {}))
-    value = request.getfixturevalue(fixture) if fixture else None
-    return get_generator_class(name).Options(**build(value))
+    return get_generator_class(name).Options(**tiny_options(request, name))
 
 
 @pytest.fixture(params=generator_names())
@@ -60,7 +50,7 @@ def make(request):
         try:
             return cls(SIZE, options, CPU)
         except MissingWeightsError as exc:
-            pytest.fail(f"{name} needs weights: add tiny ones to TINY in {__name__} ({exc})")
+            pytest.fail(f"{name} needs weights: add tiny ones to TINY_OPTIONS in tests/fixtures ({exc})")
 
     return build
 

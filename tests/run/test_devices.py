@@ -9,6 +9,7 @@ import traceback
 
 import pytest
 import torch
+from fixtures import tiny_options
 
 from clipgen.api import generate, resume
 from clipgen.config.settings import resolve_run_settings
@@ -19,13 +20,6 @@ from clipgen.run.plan import plan_run
 from clipgen.run.session import build_session
 from clipgen.run.single import RunInterrupted
 
-#: name -> (conftest fixture or None, its value -> small options)
-TINY = {
-    "clipdraw": (None, lambda _: {"strokes": 6}),
-    "vqgan": ("tiny_vqgan", lambda p: {"config": str(p[0]), "checkpoint": str(p[1])}),
-    "dvae": ("tiny_dvae", lambda p: {"encoder": str(p[0]), "decoder": str(p[1]), "trust_checkpoint": True}),
-    "biggan": ("tiny_biggan", lambda p: {"model_dir": str(p), "init_steps": 10}),
-}
 #: Python-level reads of a tensor's value: on a GPU tensor each one waits for the device's queue.
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 #: Reads of tensors that live on the host in a GPU run too (so they wait for nothing): the
@@ -35,8 +29,7 @@ HOST_SIDE = ((f"torch{os.sep}optim{os.sep}", None), (f"guidance{os.sep}cutouts.p
 
 def tiny_flags(request, name: str, out, device: str = "cpu", **flags) -> dict:
     """Settings for a short run of generator ``name`` with its tiny weights and the tiny CLIP."""
-    fixture, build = TINY.get(name, (None, lambda _: {}))
-    options = build(request.getfixturevalue(fixture) if fixture else None)
+    options = tiny_options(request, name)
     return {"prompt": "a red apple", "generator": name, "clip": [request.getfixturevalue("tiny_clip")],
             "size": [32, 32], "cutn": 4, "device": device, "out": str(out), "seed": 0, "save_every": 0,
             name: options, **flags}
