@@ -33,8 +33,10 @@ def test_shipped_judge_reads_clean_renders(judge):
 @pytest.mark.slow
 def test_toy_preset_images_show_colour_and_background(tmp_path, judge):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    # The toy preset as a user runs it (three seeds, the toy CLIPs keep the best).
-    report = evaluate_preset("toy", tmp_path, prompts=PROMPTS, judge=judge)
+    # The toy preset with one seed instead of its three (4/4 here in 72 s, against 241 s for
+    # three): what is tested is that the loop makes images mean their prompts; the ranking
+    # of seeds has its own tests, and scripts/toy_report.py measures the preset as shipped.
+    report = evaluate_preset("toy", tmp_path, prompts=PROMPTS, judge=judge, candidates=1)
     hits = [r["colour_and_background"] for r in report["results"]]
     assert sum(hits) >= 3, report["results"]
 
