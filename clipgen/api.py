@@ -53,5 +53,5 @@ def batch(source: str | Path | Iterable[str], *, preset: str | None = None, set:
     resolve = settings_for(preset, {**settings, "out": str(out)}, set)
     if ray is None:
         return run_batch(chosen, resolve, Path(out), resume=resume, on_done=on_done)
-    options = RayOptions(address=None if ray == "local" else ray, workers=workers, cpus_per_worker=cpus_per_worker)
+    options = RayOptions.at(ray, workers=workers, cpus_per_worker=cpus_per_worker)
     return run_batch_on_ray(chosen, resolve, Path(out), resume, options, RayEvents(on_done=on_done))

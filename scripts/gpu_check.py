@@ -152,9 +152,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=200.0, help="bench: start no run after this long")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.part != "env" and args.part != "summary" and not torch.cuda.is_available():
+    if args.part in ("bench", "memory") and not torch.cuda.is_available():
         sys.exit(f"gpu_check {args.part}: torch sees no CUDA GPU")
-    {"env": env, "memory": memory, "summary": summary}.get(args.part, lambda out: bench(out, args.budget_s))(args.out)
+    if args.part == "bench":
+        bench(args.out, args.budget_s)
+    else:
+        {"env": env, "memory": memory, "summary": summary}[args.part](args.out)
 
 
 if __name__ == "__main__":

@@ -95,50 +95,15 @@ def _print_outcome(console, outcome) -> None:
 
 def _run_on_ray(items, resolve, out: Path, resume: bool, address: str, workers, cpus_per_worker: int, quiet: bool,
                 console):
-    """The batch on Ray workers, with one bar of prompts done and counts of failed and running."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """The batch on Ray workers, shown as one bar of prompts with counts of running and failed."""
+    from clipgen.cli.progress import BatchProgress
     from clipgen.run.ray_batch import RayEvents, RayOptions, run_batch_on_ray
 
-    options = RayOptions(address=None if address == "local" else address, workers=workers,
-                         cpus_per_worker=cpus_per_worker)
-    progress = Progress(TextColumn("[bold]batch on Ray"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console, disable=quiet)
-    running: set[int] = set()
-    counts = {"failed": 0, "retried": 0, "workers": 0}
-    task = progress.add_task("", total=len(items), counts="starting workers…")
-
-    def show(advance: int = 0) -> None:
-        text = (f"{len(running)} running on {counts['workers']} workers · {counts['failed']} failed"
-                + (f" · {counts['retried']} retried" if counts["retried"] else ""))
-        progress.update(task, advance=advance, counts=text)
-
-    def on_start(item, worker) -> None:
-        running.add(item.index)
-        show()
-
-    def on_done(outcome) -> None:
-        running.discard(outcome.item.index)
-        counts["failed"] += outcome.status == "failed"
-        if not quiet:
-            _print_outcome(progress.console, outcome)
-        show(advance=1)
-
-    def on_retry(item, reason) -> None:
-        running.discard(item.index)
-        counts["retried"] += 1
-        if not quiet:
-            progress.console.print(f"[yellow]retrying[/] line {item.line}: its worker was lost ({reason})")
-        show()
-
-    def on_workers(n) -> None:
-        counts["workers"] = n
-        show()
-
-    with progress:
+    options = RayOptions.at(address, workers=workers, cpus_per_worker=cpus_per_worker)
+    with BatchProgress(console, len(items), quiet, _print_outcome) as bar:
         return run_batch_on_ray(items, resolve, out, resume, options,
-                                RayEvents(on_start=on_start, on_done=on_done, on_retry=on_retry,
-                                          on_workers=on_workers))
+                                RayEvents(on_start=bar.on_start, on_done=bar.on_done, on_retry=bar.on_retry,
+                                          on_workers=bar.on_workers))
 
 
 def _summary_table(outcomes, out: Path) -> None:

@@ -13,6 +13,7 @@ from rich.progress import (
     Progress,
     TaskProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -23,6 +24,55 @@ if TYPE_CHECKING:  # the loop imports torch; `clipgen models` should not pay for
 
 # Reading the loss forces a device sync; on a GPU doing it every step would stall the queue.
 _LOSS_EVERY = 10
+
+
+class BatchProgress:
+    """A bar of a batch's prompts with counts of running, failed and retried ones (``--ray``);
+    its methods are the driver's events. ``print_outcome(console, outcome)`` reports each
+    finished prompt above the bar unless ``quiet``."""
+
+    def __init__(self, console: Console, total: int, quiet: bool, print_outcome) -> None:
+        self.progress = Progress(TextColumn("[bold]batch on Ray"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console,
+                                 disable=quiet)
+        self.task = self.progress.add_task("", total=total, counts="starting workers…")
+        self.quiet, self.print_outcome = quiet, print_outcome
+        self.running: set[int] = set()
+        self.failed = self.retried = self.workers = 0
+
+    def __enter__(self) -> "BatchProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def _show(self, advance: int = 0) -> None:
+        text = (f"{len(self.running)} running on {self.workers} workers · {self.failed} failed"
+                + (f" · {self.retried} retried" if self.retried else ""))
+        self.progress.update(self.task, advance=advance, counts=text)
+
+    def on_start(self, item, worker: str) -> None:
+        self.running.add(item.index)
+        self._show()
+
+    def on_done(self, outcome) -> None:
+        self.running.discard(outcome.item.index)
+        self.failed += outcome.status == "failed"
+        if not self.quiet:
+            self.print_outcome(self.progress.console, outcome)
+        self._show(advance=1)
+
+    def on_retry(self, item, reason: str) -> None:
+        self.running.discard(item.index)
+        self.retried += 1
+        if not self.quiet:
+            self.progress.console.print(f"[yellow]retrying[/] line {item.line}: its worker was lost ({reason})")
+        self._show()
+
+    def on_workers(self, count: int) -> None:
+        self.workers = count
+        self._show()
 
 
 class StepProgress:

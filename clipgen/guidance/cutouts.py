@@ -57,6 +57,8 @@ class ColourJitter(nn.Module):
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float):
         super().__init__()
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+        # A buffer, so it moves with the module: made in the step, it would be a host-to-device copy.
+        self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -64,7 +66,7 @@ class ColourJitter(nn.Module):
         def draw(spread: float) -> torch.Tensor:  # U(-spread, spread), one per cutout
             return (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1) * spread
 
-        luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        luma = self.luma.to(x.dtype)
         out = x * (1 + draw(self.brightness))
         mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
         out = mean + (out - mean) * (1 + draw(self.contrast))
@@ -77,10 +79,10 @@ class ColourJitter(nn.Module):
 
 def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
     """``(n, 3, 3)``: rotations by ``angle`` (radians) about the grey axis (1, 1, 1)/√3."""
+    eye = torch.eye(3, device=angle.device, dtype=angle.dtype)  # made on the device: no copy from the host
     axis = torch.full((3,), 3 ** -0.5, device=angle.device, dtype=angle.dtype)
-    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]], device=angle.device, dtype=angle.dtype) * 3 ** -0.5
+    cross = (eye.roll(1, 0) - eye.roll(-1, 0)) * 3 ** -0.5  # [axis]×: [[0, -1, 1], [1, 0, -1], [-1, 1, 0]] / √3
     cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
-    eye = torch.eye(3, device=angle.device, dtype=angle.dtype)
     return cos * eye + sin * cross + (1 - cos) * torch.outer(axis, axis)
 
 

@@ -137,7 +137,7 @@ def run_item(item: BatchItem, settings: Settings, out: Path, resume: bool, callb
         return Outcome(item, "skipped", previous, record.get("final_similarity"), record.get("seconds", 0.0),
                        record.get("seed"))
     result: Result
-    if previous is not None and ((previous / "state.pt").is_file() or is_prior_run(previous)):
+    if previous is not None:  # a state.pt or a prior run's run.json (existing_folder, or a dead worker's)
         result = resume_run(previous, callbacks=callbacks)
     else:
         plan = replace(plan_run(settings), kept=kept.decoders)

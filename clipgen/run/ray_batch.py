@@ -54,6 +54,11 @@ class RayOptions:
     max_attempts: int = 3
     stop_timeout_s: float = 300.0  # how long Ctrl-C waits for workers to save their state
 
+    @classmethod
+    def at(cls, ray: str, **options) -> "RayOptions":
+        """From ``--ray``'s value: ``local`` starts a cluster here, anything else is an address."""
+        return cls(address=None if ray == "local" else ray, **options)
+
 
 class BatchWorker:
     """Runs one batch item at a time, keeping its CLIP models and decoders loaded from item
@@ -245,14 +250,14 @@ def _collect(pool: _Pool, worker, task: _Task, ref, tasks: deque, out: Path, opt
         outcome = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # raised inside the task, not a lost worker
         pool.idle.append(worker)
-        finish(Outcome(task.item, "failed", error=str(exc).splitlines()[0]))
+        finish(Outcome(task.item, "failed", error=str(exc).splitlines()[0], attempts=task.attempts))
         return
     except ray.exceptions.RayError as exc:  # the worker or its node is gone
         pool.start_one()
         reason = type(exc).__name__
         task.previous = _left_behind(out, task) or task.previous
         if task.attempts >= options.max_attempts:
-            finish(Outcome(task.item, "failed", task.previous,
+            finish(Outcome(task.item, "failed", task.previous, attempts=task.attempts,
                            error=f"its worker died {task.attempts} times ({reason}); run it alone to see why"))
             return
         if events.on_retry:
