@@ -61,12 +61,20 @@ def train_vqgan_command(
     threads: Threads = 2,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32",
                                                  help="Autocast convolutions to bf16 (default: if the CPU has AMX).")] = None,
+    downsample: Annotated[int, typer.Option(
+        help="Pixels per token side: 4 (16×16 tokens, the shipped model), 8 or 16 (coarser grids for a prior).")] = 4,
+    codes: Annotated[int, typer.Option(min=2, help="Codebook size.")] = 512,
     seed: Seed = 0,
 ) -> None:
     """Train the toy VQGAN (taming architecture) on the shapes world (CPU)."""
-    from clipgen.toy.train_vqgan import VQTrainConfig, train
+    from clipgen.errors import SettingsError
+    from clipgen.toy.train_vqgan import CH_MULT, VQTrainConfig, train
 
+    if downsample not in CH_MULT:
+        raise SettingsError(f"--downsample {downsample} is not one of {', '.join(map(str, sorted(CH_MULT)))}; "
+                            "pick one of those")
     config = VQTrainConfig(steps=steps, batch_size=batch_size, threads=threads, seed=seed, bf16=bf16,
+                           downsample=downsample, codes=codes,
                            max_seconds=minutes * 60 if minutes else None, pool_images=min(12_000, steps * batch_size))
     _train("train-vqgan", steps, lambda on_step: train(config, out_dir=out, on_step=on_step))
 

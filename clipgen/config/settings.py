@@ -75,6 +75,8 @@ class Settings:
     init_search: int = option(0, help="Score N random starts with CLIP (augmented) and start from the best "
                                       "(0: the generator's own start)", min=0, max=100_000)
     init_search_views: int = option(8, help="Augmented views per start that --init-search scores", min=1, max=256)
+    init_mix: int = option(0, help="Start from the softmax-weighted mix of the best K searched starts "
+                                   "(FuseDream; 0 or 1: the best alone)", min=0, max=100_000)
     eval_clip: tuple[str, ...] = option((), help="Held-out CLIP model(s), outside the guidance, that score the "
                                                  "result (run.json, summary)")
     eval_views: int = option(16, help="Augmented views of the held-out score (0: the whole image only)",

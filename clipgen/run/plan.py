@@ -110,6 +110,9 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates} prior samples")
     if from_prior and (settings.init_image or settings.story):
         raise SettingsError("a prior start cannot be combined with --init-image or --story; drop one of them")
+    if settings.init_mix > max(settings.init_search, 1):
+        raise SettingsError(f"init_mix {settings.init_mix} mixes more starts than --init-search "
+                            f"{settings.init_search} draws; set --init-search to at least {settings.init_mix}")
     if settings.init_search:
         if not issubclass(get_generator_class(settings.generator), RandomStarts):
             raise SettingsError(f"generator {settings.generator!r} cannot draw random starts, so --init-search "

@@ -127,7 +127,7 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None,
     searched = None
     if settings.init_search:
         searched = search_start(generator, perceptor, cutouts, targets, settings.init_search,
-                                settings.init_search_views, settings.seed)
+                                settings.init_search_views, settings.seed, mix=settings.init_mix)
     anchor = None
     if settings.latent_l2:
         # The start is rebuilt identically on resume (same seed), so it needs no checkpoint.

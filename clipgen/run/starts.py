@@ -1,6 +1,9 @@
 """Best-of-N starts (FuseDream, CLIPasso): draw N random starts of the generator, score each
 with CLIP over augmented views — the same cutouts the run will optimise through — and
-start from the best.
+start from the best — or, with ``mix`` K > 1, from FuseDream's softmax-weighted mix of the
+best K: every optimised parameter is the weighted mean of its value in those starts, with
+weights ``softmax(-(loss - best) / spread)``, ``spread`` being the K losses' standard
+deviation, so the weighting does not depend on the loss's scale.
 
 Start ``i`` is drawn after seeding torch with :func:`start_seed` ``(seed, i)``, so the
 search is a pure function of the run's seed, and the run's own random stream is left
@@ -25,12 +28,28 @@ CHUNK = 8
 
 @dataclass(frozen=True)
 class StartSearch:
-    chosen: int  # index of the start the run begins from
+    chosen: int  # index of the best start
     losses: tuple[float, ...]  # every start's augmented CLIP loss (lower is better)
+    mixed: tuple[tuple[int, float], ...] = ()  # (start, weight) of a mix; empty: the run begins from ``chosen``
 
     def to_dict(self) -> dict:
-        return {"starts": len(self.losses), "chosen": self.chosen, "chosen_loss": self.losses[self.chosen],
-                "losses": list(self.losses)}
+        record = {"starts": len(self.losses), "chosen": self.chosen, "chosen_loss": self.losses[self.chosen],
+                  "losses": list(self.losses)}
+        if self.mixed:
+            record["mixed"] = [{"start": i, "weight": w} for i, w in self.mixed]
+        return record
+
+
+def mix_weights(losses: list[float], k: int) -> list[tuple[int, float]]:
+    """The ``k`` lowest losses' starts and their softmax weights (summing to 1)."""
+    best = sorted(range(len(losses)), key=losses.__getitem__)[:k]
+    chosen = torch.tensor([losses[i] for i in best], dtype=torch.float64)
+    spread = float(chosen.std()) if len(best) > 1 else 0.0
+    if not spread > 0:  # equal losses: an even mix
+        weights = torch.full((len(best),), 1 / len(best), dtype=torch.float64)
+    else:
+        weights = torch.softmax(-(chosen - chosen.min()) / spread, dim=0)
+    return [(i, float(w)) for i, w in zip(best, weights)]
 
 
 def start_seed(seed: int, index: int) -> int:
@@ -53,8 +72,9 @@ def augmented_losses(perceptor: Perceptor, cutouts: Cutouts, targets: list[Targe
 
 
 def search_start(generator: Generator, perceptor: Perceptor, cutouts: Cutouts, targets: list[Targets],
-                 count: int, views: int, seed: int) -> StartSearch:
-    """Leave ``generator`` at the best of ``count`` random starts; returns every start's score."""
+                 count: int, views: int, seed: int, mix: int = 0) -> StartSearch:
+    """Leave ``generator`` at the best of ``count`` random starts (or at the weighted mix of
+    the best ``mix``, when ``mix`` > 1); returns every start's score."""
     if not isinstance(generator, RandomStarts):
         raise TypeError(f"{type(generator).__name__} cannot draw random starts")
     device = next(iter(targets)).embeds.device
@@ -71,7 +91,21 @@ def search_start(generator: Generator, perceptor: Perceptor, cutouts: Cutouts, t
                     images.append(generator().detach().clone())
             losses += augmented_losses(perceptor, cutouts, targets, images, views)
         chosen = min(range(count), key=losses.__getitem__)
-        torch.manual_seed(start_seed(seed, chosen))
-        generator.random_start()
+        mixed = mix_weights(losses, mix) if mix > 1 else []
+        total = None
+        for index, weight in mixed or [(chosen, 1.0)]:
+            torch.manual_seed(start_seed(seed, index))
+            generator.random_start()
+            if mixed:
+                values = [p.detach() * weight for p in _optimised(generator)]
+                total = values if total is None else [t + v for t, v in zip(total, values)]
+        if mixed:
+            with torch.no_grad():
+                for parameter, value in zip(_optimised(generator), total):
+                    parameter.copy_(value)
     generator.after_step(0)
-    return StartSearch(chosen, tuple(losses))
+    return StartSearch(chosen, tuple(losses), tuple(mixed))
+
+
+def _optimised(generator: Generator) -> list[torch.Tensor]:
+    return [p for p in generator.parameters() if p.requires_grad]

@@ -37,6 +37,9 @@ DDCONFIG = {
 }
 EMBED_DIM = 64
 N_EMBED = 512
+# Coarser grids add a 128-channel level per halving: downsampling 8 is 8×8 tokens at 64 px,
+# a quarter of the sequence a prior has to write.
+CH_MULT = {4: [1, 1, 2], 8: [1, 1, 2, 2], 16: [1, 1, 2, 2, 2]}
 HELD_OUT_SEED = 20_000_000
 
 
@@ -56,20 +59,32 @@ class VQTrainConfig:
     bf16: bool | None = None  # autocast convs to bf16; None: where the CPU has bf16 units (AMX)
     max_seconds: float | None = None
     eval_images: int = 300
+    downsample: int = 4  # pixels per token side: 4 is the shipped 16×16 grid
+    codes: int = N_EMBED
+
+    def __post_init__(self):
+        if self.downsample not in CH_MULT:
+            raise ValueError(f"downsample must be one of {sorted(CH_MULT)}, not {self.downsample}")
+        if self.crop % self.downsample:
+            raise ValueError(f"crop {self.crop} is not a multiple of the downsampling {self.downsample}")
+
+    @property
+    def ddconfig(self) -> dict:
+        return {**DDCONFIG, "ch_mult": list(CH_MULT[self.downsample])}
 
 
-def yaml_config() -> dict:
+def yaml_config(config: VQTrainConfig = VQTrainConfig()) -> dict:
     """The taming-format config, as the real ``model.yaml`` files lay it out."""
     return {"model": {
         "base_learning_rate": 4.5e-06,
         "target": "taming.models.vqgan.VQModel",
-        "params": {"embed_dim": EMBED_DIM, "n_embed": N_EMBED, "ddconfig": dict(DDCONFIG),
+        "params": {"embed_dim": EMBED_DIM, "n_embed": config.codes, "ddconfig": config.ddconfig,
                    "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"}},
     }}
 
 
-def build_model():
-    return TamingVQGAN(VQGANConfig(kind="vq", embed_dim=EMBED_DIM, n_embed=N_EMBED, ddconfig=dict(DDCONFIG)))
+def build_model(config: VQTrainConfig = VQTrainConfig()):
+    return TamingVQGAN(VQGANConfig(kind="vq", embed_dim=EMBED_DIM, n_embed=config.codes, ddconfig=config.ddconfig))
 
 
 def render_pool(n: int, seed: int) -> torch.Tensor:
@@ -90,12 +105,12 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, edge_weight: 
     return loss
 
 
-def random_crops(images: torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
-    """A ``size``² crop of each image, at offsets on the token grid (multiples of 4)."""
+def random_crops(images: torch.Tensor, size: int, rng: random.Random, grid: int = 4) -> torch.Tensor:
+    """A ``size``² crop of each image, at offsets on the token grid (multiples of ``grid``)."""
     full = images.shape[-1]
     if size >= full:
         return images
-    offsets = [(4 * rng.randrange((full - size) // 4 + 1), 4 * rng.randrange((full - size) // 4 + 1))
+    offsets = [(grid * rng.randrange((full - size) // grid + 1), grid * rng.randrange((full - size) // grid + 1))
                for _ in range(len(images))]
     return torch.stack([image[:, y:y + size, x:x + size] for image, (x, y) in zip(images, offsets)])
 
@@ -128,15 +143,15 @@ def train(config: VQTrainConfig, out_dir: Path | None = None,
     use_bf16 = cpu_has_fast_bf16() if config.bf16 is None else config.bf16
     # channels-last only pays with bf16 kernels; on AVX2 fp32 it was slower.
     memory_format = torch.channels_last if use_bf16 else torch.contiguous_format
-    model = build_model().train().to(memory_format=memory_format)
+    model = build_model(config).train().to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.9))
-    usage = torch.zeros(N_EMBED)
+    usage = torch.zeros(config.codes)
     steps_done = 0
     for step in range(config.steps):
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
             break
         index = torch.tensor([rng.randrange(len(pool)) for _ in range(config.batch_size)])
-        x = random_crops(pool[index], config.crop, rng).float().div(127.5).sub(1)
+        x = random_crops(pool[index], config.crop, rng, config.downsample).float().div(127.5).sub(1)
         x = x.contiguous(memory_format=memory_format)
         if rng.random() < 0.5:
             x = x.flip(-1)
@@ -151,7 +166,7 @@ def train(config: VQTrainConfig, out_dir: Path | None = None,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        usage += torch.bincount(indices.flatten(), minlength=N_EMBED).float()
+        usage += torch.bincount(indices.flatten(), minlength=config.codes).float()
         steps_done = step + 1
         if config.restart_every and steps_done % config.restart_every == 0:
             restart_dead_codes(model, usage, h.detach().float(), rng)
@@ -164,7 +179,7 @@ def train(config: VQTrainConfig, out_dir: Path | None = None,
                "render_seconds": round(render_seconds, 1), "psnr_db": round(psnr(model, config.eval_images), 2),
                "config": asdict(config)}
     if out_dir is not None:
-        save(model, Path(out_dir), metrics)
+        save(model, Path(out_dir), metrics, config)
     return metrics
 
 
@@ -201,7 +216,7 @@ def psnr(model, n: int) -> float:
     return 10 * math.log10(1 / max(mse, 1e-12))
 
 
-def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
+def save(model, out_dir: Path, metrics: dict | None = None, config: VQTrainConfig = VQTrainConfig()) -> Path:
     """``model.yaml`` + ``last.ckpt`` laid out like taming's Lightning checkpoints (fp16 tensors)."""
     import yaml
 
@@ -212,7 +227,7 @@ def save(model, out_dir: Path, metrics: dict | None = None) -> Path:
                   "pytorch-lightning_version": "1.0.8", "state_dict": state}
     with atomic_path(out_dir / "last.ckpt") as tmp:
         torch.save(checkpoint, tmp)
-    write_text(out_dir / "model.yaml", yaml.safe_dump(yaml_config(), sort_keys=False))
+    write_text(out_dir / "model.yaml", yaml.safe_dump(yaml_config(config), sort_keys=False))
     if metrics is not None:
         write_text(out_dir / "training.json", json.dumps(metrics, indent=2))
     return out_dir

@@ -100,3 +100,33 @@ def test_init_search_with_an_init_image_is_one_line_and_exit_2(run_cli, tiny_cli
                               "--out", str(tmp_path / "o")])
     assert code == 2 and "--init-search" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_mix_weights_favour_the_lowest_losses_and_sum_to_one():
+    from clipgen.run.starts import mix_weights
+
+    mixed = mix_weights([0.9, 0.5, 0.7, 0.6, 1.2], 3)
+    assert [i for i, _ in mixed] == [1, 3, 2]
+    weights = [w for _, w in mixed]
+    assert sum(weights) == pytest.approx(1.0) and weights[0] > weights[1] > weights[2] > 0
+    # The weighting is scale-free: the same losses times 10 give the same weights.
+    assert [w for _, w in mix_weights([9.0, 5.0, 7.0, 6.0, 12.0], 3)] == pytest.approx(weights)
+    assert [w for _, w in mix_weights([0.4, 0.4], 2)] == [0.5, 0.5]
+
+
+def test_a_mixed_start_is_the_weighted_mean_of_the_best_starts(perceptor):
+    targets = _planted_targets(perceptor, 0.5)
+    generator = FlatGrey()
+    found = search_start(generator, perceptor, Cutouts(4, 1.0, perceptor.input_sizes), targets,
+                         count=10, views=4, seed=2, mix=3)
+    assert len(found.mixed) == 3 and found.mixed[0][0] == found.chosen
+    expected = sum(weight * _level_of_start(2, index) for index, weight in found.mixed)
+    assert float(generator.level) == pytest.approx(expected, abs=1e-6)
+    assert found.to_dict()["mixed"][0] == {"start": found.chosen, "weight": found.mixed[0][1]}
+
+
+def test_a_mix_larger_than_the_search_is_one_line_and_exit_2(run_cli, tiny_clip, tmp_path):
+    code, _, err = run_cli(["generate", "a fox", "--clip", tiny_clip, "--generator", "pixels", "--size", "32x32",
+                            "--init-search", "2", "--set", "init_mix=4", "--out", str(tmp_path / "o")])
+    assert code == 2 and "init_mix 4" in err and "--init-search" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

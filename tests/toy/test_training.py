@@ -111,7 +111,8 @@ def test_toy_cli_judge_reports_attributes(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_clip):
+@pytest.mark.parametrize("downsample, codes, tokens", [(4, 512, 16), (8, 1024, 8)])
+def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_clip, downsample, codes, tokens):
     import torch
 
     from clipgen.generators.base import GeneratorContext
@@ -120,7 +121,7 @@ def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_c
 
     losses = []
     config = VQTrainConfig(steps=3, batch_size=4, pool_images=8, warmup=1, restart_every=2, eval_images=4,
-                           threads=1)
+                           threads=1, downsample=downsample, codes=codes)
     metrics = train(config, out_dir=tmp_path / "vqgan", on_step=lambda step, loss: losses.append(loss))
     assert len(losses) == 3 and all(l == l and l > 0 for l in losses)
     assert metrics["steps"] == 3 and metrics["psnr_db"] > 0
@@ -128,12 +129,18 @@ def test_train_vqgan_few_steps_loads_with_the_generators_loader(tmp_path, tiny_c
     options = VQGANOptions(config=str(tmp_path / "vqgan" / "model.yaml"),
                            checkpoint=str(tmp_path / "vqgan" / "last.ckpt"))
     generator = VQGANGenerator((64, 64), options, GeneratorContext(device=torch.device("cpu")))
-    assert generator.tokens_hw == (16, 16)
+    assert generator.tokens_hw == (tokens, tokens) and generator.codebook.shape[0] == codes
     image = generator()
     image = image.detach()
     assert image.shape == (1, 3, 64, 64) and 0 <= float(image.min()) and float(image.max()) <= 1
     checkpoint = torch.load(tmp_path / "vqgan" / "last.ckpt", weights_only=True)
     assert "state_dict" in checkpoint and "global_step" in checkpoint
+
+
+def test_train_vqgan_refuses_a_grid_it_cannot_build(run_cli, tmp_path):
+    code, _, err = run_cli(["toy", "train-vqgan", "--out", str(tmp_path / "v"), "--downsample", "5"])
+    assert code == 2 and "--downsample 5" in err and "4, 8, 16" in err
+    assert not (tmp_path / "v").exists()
 
 
 def test_dead_codes_move_onto_encoder_outputs():
