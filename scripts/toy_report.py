@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=2 python scripts/toy_report.py toy toy-fourier toy-vqgan --out /tmp/toy-report
     OMP_NUM_THREADS=2 python scripts/toy_report.py toy-dalle --set steps=0 --prompt-set position
     OMP_NUM_THREADS=2 python scripts/toy_report.py prior:toy --samples 8      # raw prior samples
+    OMP_NUM_THREADS=2 python scripts/toy_report.py prior:toy --set vqgan.guidance=1.5   # other sampling settings
 
 Prints (and writes to OUT/report.json) per preset: the share of prompts whose image the
 judge reads with the prompt's colour and background, with all three of colour, shape and
@@ -41,7 +42,8 @@ def main() -> None:
     reports = []
     for preset in args.presets:
         if preset.startswith("prior:"):
-            report = evaluate_prior_samples(preset.split(":", 1)[1], args.samples, prompts=prompts, judge=judge)
+            report = evaluate_prior_samples(preset.split(":", 1)[1], args.samples, prompts=prompts, judge=judge,
+                                            sampling=prior_sampling(args.set))
         else:
             report = evaluate_preset(preset, args.out / Path(preset).stem, prompts=prompts, judge=judge,
                                      assignments=args.set)
@@ -53,6 +55,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps({"set": args.set, "prompt_set": args.prompt_set,
                                                       "reports": reports}, indent=2))
+
+
+def prior_sampling(assignments: list[str]):
+    """The prior's sampling settings from ``--set vqgan.temperature=… vqgan.top_k=… vqgan.guidance=…``
+    (the keys a preset's prior start takes); None: the prior's defaults."""
+    from clipgen.priors.sampling import Sampling
+
+    given = dict(a.split("=", 1) for a in assignments)
+    unknown = set(given) - {"vqgan.temperature", "vqgan.top_k", "vqgan.guidance"}
+    if unknown:
+        raise SystemExit(f"toy_report.py: prior:NAME takes only vqgan.temperature, vqgan.top_k and vqgan.guidance, "
+                         f"not {', '.join(sorted(unknown))}")
+    if not given:
+        return None
+    return Sampling(float(given.get("vqgan.temperature", 1.0)), int(given.get("vqgan.top_k", 0)),
+                    float(given.get("vqgan.guidance", 3.0)))
 
 
 if __name__ == "__main__":
