@@ -57,20 +57,16 @@ def main() -> None:
                                                       "reports": reports}, indent=2))
 
 
-def prior_sampling(assignments: list[str]):
-    """The prior's sampling settings from ``--set vqgan.temperature=… vqgan.top_k=… vqgan.guidance=…``
-    (the keys a preset's prior start takes); None: the prior's defaults."""
-    from clipgen.priors.sampling import Sampling
-
+def prior_sampling(assignments: list[str]) -> dict:
+    """The prior's sampling settings that ``--set vqgan.temperature=… vqgan.top_k=… vqgan.guidance=…``
+    change (the keys a preset's prior start takes)."""
+    kinds = {"temperature": float, "top_k": int, "guidance": float}
     given = dict(a.split("=", 1) for a in assignments)
-    unknown = set(given) - {"vqgan.temperature", "vqgan.top_k", "vqgan.guidance"}
+    unknown = sorted(k for k in given if k.removeprefix("vqgan.") not in kinds or not k.startswith("vqgan."))
     if unknown:
         raise SystemExit(f"toy_report.py: prior:NAME takes only vqgan.temperature, vqgan.top_k and vqgan.guidance, "
-                         f"not {', '.join(sorted(unknown))}")
-    if not given:
-        return None
-    return Sampling(float(given.get("vqgan.temperature", 1.0)), int(given.get("vqgan.top_k", 0)),
-                    float(given.get("vqgan.guidance", 3.0)))
+                         f"not {', '.join(unknown)}")
+    return {key.removeprefix("vqgan."): kinds[key.removeprefix("vqgan.")](value) for key, value in given.items()}
 
 
 if __name__ == "__main__":

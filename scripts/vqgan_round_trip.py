@@ -23,10 +23,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from clipgen.generators.vqgan.quantise import nearest_codes
     from clipgen.generators.vqgan.taming import load_vqgan
     from clipgen.toy.judge import label_targets, load_shipped_judge
-    from clipgen.toy.train_vqgan import held_out
+    from clipgen.toy.train_vqgan import decode_codes, held_out, image_codes
     from clipgen.weights import builtin
 
     judge = load_shipped_judge()
@@ -36,22 +35,16 @@ def main() -> None:
         folder = (builtin.verified_folder(builtin.get("vqgan", name.split(":", 1)[1]))
                   if name.startswith("builtin:") else Path(name))
         model = load_vqgan(folder / "model.yaml", folder / "last.ckpt", torch.device("cpu")).float().eval()
+        codes = torch.cat([image_codes(model, chunk) for chunk in images.split(64)])
+        recon = torch.cat([decode_codes(model, chunk) for chunk in codes.split(64)])
         with torch.no_grad():
-            recon, codes = [], []
-            for chunk in images.split(64):
-                h = model.quant_conv(model.encoder(chunk * 2 - 1))
-                index = nearest_codes(h, model.codebook)
-                codes.append(index.flatten())
-                z_q = F.embedding(index, model.codebook).movedim(-1, 1)
-                recon.append(model.decoder(model.post_quant_conv(z_q)).add(1).div(2).clamp(0, 1))
-            recon, codes = torch.cat(recon), torch.cat(codes)
             read = judge(recon)
         right = {head: read[head].argmax(1) == targets[head] for head in ("colour", "shape", "background")}
         joint = (right["colour"] & right["shape"] & right["background"]).float().mean()
         mse = F.mse_loss(recon, images).item()
-        counts = torch.bincount(codes, minlength=model.codebook.shape[0]).float()
+        counts = torch.bincount(codes.flatten(), minlength=model.codebook.shape[0]).float()
         p = counts[counts > 0] / counts.sum()
-        grid = tuple(index.shape[-2:])
+        grid = tuple(codes.shape[-2:])
         print(f"{name}: {grid[0]}x{grid[1]} tokens, {model.codebook.shape[0]} codes; PSNR {10 * math.log10(1 / mse):.2f} dB; "
               f"judge on the round trip: colour {right['colour'].float().mean():.1%}, shape "
               f"{right['shape'].float().mean():.1%}, background {right['background'].float().mean():.1%}, "

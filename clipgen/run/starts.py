@@ -48,7 +48,7 @@ def mix_weights(losses: list[float], k: int) -> list[tuple[int, float]]:
     if not spread > 0:  # equal losses: an even mix
         weights = torch.full((len(best),), 1 / len(best), dtype=torch.float64)
     else:
-        weights = torch.softmax(-(chosen - chosen.min()) / spread, dim=0)
+        weights = torch.softmax(-chosen / spread, dim=0)  # softmax is shift-free: no need to subtract the best
     return [(i, float(w)) for i, w in zip(best, weights)]
 
 
@@ -92,20 +92,25 @@ def search_start(generator: Generator, perceptor: Perceptor, cutouts: Cutouts, t
             losses += augmented_losses(perceptor, cutouts, targets, images, views)
         chosen = min(range(count), key=losses.__getitem__)
         mixed = mix_weights(losses, mix) if mix > 1 else []
-        total = None
-        for index, weight in mixed or [(chosen, 1.0)]:
-            torch.manual_seed(start_seed(seed, index))
-            generator.random_start()
-            if mixed:
-                values = [p.detach() * weight for p in _optimised(generator)]
-                total = values if total is None else [t + v for t, v in zip(total, values)]
-        if mixed:
-            with torch.no_grad():
-                for parameter, value in zip(_optimised(generator), total):
-                    parameter.copy_(value)
+        _start_from_mix(generator, mixed or [(chosen, 1.0)], seed)
     generator.after_step(0)
     return StartSearch(chosen, tuple(losses), tuple(mixed))
 
 
-def _optimised(generator: Generator) -> list[torch.Tensor]:
-    return [p for p in generator.parameters() if p.requires_grad]
+@torch.no_grad()
+def _start_from_mix(generator: Generator, mixed: list[tuple[int, float]], seed: int) -> None:
+    """Redraw the starts in ``mixed`` and leave the generator at their weighted mean
+    (one start of weight 1: that start, exactly)."""
+    if len(mixed) == 1:
+        torch.manual_seed(start_seed(seed, mixed[0][0]))
+        generator.random_start()
+        return
+    optimised = [p for p in generator.parameters() if p.requires_grad]
+    total = [torch.zeros_like(p) for p in optimised]
+    for index, weight in mixed:
+        torch.manual_seed(start_seed(seed, index))
+        generator.random_start()
+        for sum_, parameter in zip(total, optimised):
+            sum_.add_(parameter, alpha=weight)
+    for parameter, value in zip(optimised, total):
+        parameter.copy_(value)

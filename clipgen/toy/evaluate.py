@@ -124,12 +124,14 @@ def evaluate_preset(preset: str, out: Path, prompts: tuple[tuple, ...] = PROMPT_
 
 @torch.no_grad()
 def evaluate_prior_samples(prior_name: str, per_prompt: int, prompts: tuple[tuple, ...] = PROMPT_SET,
-                           sampling: Sampling | None = None, seed: int = 0, judge=None) -> dict:
-    """Raw prior samples, decoded and judged: no CLIP ranking, no refinement."""
+                           sampling: dict | None = None, seed: int = 0, judge=None) -> dict:
+    """Raw prior samples, decoded and judged: no CLIP ranking, no refinement. ``sampling``
+    changes fields of :class:`Sampling` (``temperature``, ``top_k``, ``guidance``) from the
+    prior's defaults."""
     judge = judge or load_shipped_judge()
     device = torch.device("cpu")
     prior = load_prior(prior_name, PriorContext(device, offline=True))
-    sampling = sampling or Sampling(guidance=prior.default_guidance)
+    sampling = Sampling(**{"guidance": prior.default_guidance, **(sampling or {})})
     decoder = VQGANGenerator((world.SIZE, world.SIZE), VQGANOptions(model=decoder_of(prior_name)),
                              GeneratorContext(device=device, offline=True))
     results = []

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from clipgen.atomic import atomic_path, write_text
+from clipgen.errors import SettingsError
 from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig, nearest_codes
 from clipgen.hardware import cpu_has_fast_bf16
 from clipgen.toy import world
@@ -64,9 +65,10 @@ class VQTrainConfig:
 
     def __post_init__(self):
         if self.downsample not in CH_MULT:
-            raise ValueError(f"downsample must be one of {sorted(CH_MULT)}, not {self.downsample}")
+            raise SettingsError(f"--downsample {self.downsample} is not one of "
+                                f"{', '.join(map(str, sorted(CH_MULT)))}; pick one of those")
         if self.crop % self.downsample:
-            raise ValueError(f"crop {self.crop} is not a multiple of the downsampling {self.downsample}")
+            raise SettingsError(f"crop {self.crop} is not a multiple of the downsampling {self.downsample}")
 
     @property
     def ddconfig(self) -> dict:
@@ -196,11 +198,21 @@ def restart_dead_codes(model, usage: torch.Tensor, latents: torch.Tensor, rng: r
 
 
 @torch.no_grad()
+def image_codes(model, images: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, 64, 64)`` in [0, 1] -> the nearest codes ``(N, h, w)``."""
+    return nearest_codes(encode(model, images * 2 - 1), model.codebook)
+
+
+@torch.no_grad()
+def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
+    """``(N, h, w)`` codes -> images ``(N, 3, 64, 64)`` in [0, 1]."""
+    z_q = F.embedding(codes, model.codebook).movedim(-1, 1)
+    return model.decoder(model.post_quant_conv(z_q)).add(1).div(2).clamp(0, 1)
+
+
 def reconstruct(model, images: torch.Tensor) -> torch.Tensor:
     """``(N, 3, 64, 64)`` in [0, 1] through encoder, codebook and decoder, in [0, 1]."""
-    h = encode(model, images * 2 - 1)
-    z_q = F.embedding(nearest_codes(h, model.codebook), model.codebook).movedim(-1, 1)
-    return model.decoder(model.post_quant_conv(z_q)).add(1).div(2).clamp(0, 1)
+    return decode_codes(model, image_codes(model, images))
 
 
 def held_out(n: int) -> tuple[torch.Tensor, list]:
