@@ -113,13 +113,18 @@ def test_a_killed_worker_costs_only_its_prompt_since_the_last_state(cluster, ser
 def test_ctrl_c_on_the_driver_saves_the_running_prompts_and_resume_finishes(cluster, serial, tiny_clip, tmp_path):
     items = parse_batch_text("\n".join(PROMPTS))
 
-    def interrupt_after_first(outcome):
-        raise KeyboardInterrupt  # what Ctrl-C raises in the driver, here while one worker is mid-prompt
+    def interrupt_when_the_third_starts(item, worker):
+        # Ctrl-C as the third prompt is handed out: one prompt has finished (it freed a worker)
+        # and the third has all its steps ahead, so it is stopped whatever the other is doing.
+        # Interrupting on the first outcome raced: the first two prompts start and end together.
+        if item.index == 2:
+            raise KeyboardInterrupt
 
     stopped = run_batch_on_ray(items, resolver(tiny_clip, tmp_path), tmp_path, options=RayOptions(workers=2),
-                               events=RayEvents(on_done=interrupt_after_first))
-    statuses = [o.status for o in stopped]
-    assert statuses.count("finished") >= 1 and "interrupted" in statuses
+                               events=RayEvents(on_start=interrupt_when_the_third_starts))
+    statuses = {o.item.index: o.status for o in stopped}
+    assert statuses[2] == "interrupted" and "finished" in (statuses[0], statuses[1])
+    statuses = list(statuses.values())
     assert len(stopped) < len(PROMPTS)  # the prompts never started got no outcome
     for outcome in stopped:
         if outcome.status == "interrupted":  # stopped after a step, its state saved
