@@ -34,10 +34,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from clipgen.toy.evaluate import COUNT_SET, POSITION_SET, PROMPT_SET, evaluate_preset, evaluate_prior_samples
+    from clipgen.toy.evaluate import PROMPT_SETS, evaluate_preset, evaluate_prior_samples
     from clipgen.toy.judge import load_shipped_judge
 
-    prompts = {"basic": PROMPT_SET, "position": POSITION_SET, "count": COUNT_SET}[args.prompt_set][: args.prompts]
+    prompts = PROMPT_SETS[args.prompt_set][: args.prompts]
     judge = load_shipped_judge()
     reports = []
     for preset in args.presets:

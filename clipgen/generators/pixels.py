@@ -48,7 +48,7 @@ class PixelGenerator(Generator):
         channels = options.palette or 3
         self.logits = nn.Parameter(torch.randn(1, channels, *self.grid, device=context.device) * options.init_std)
         if options.palette:
-            self.colors = nn.Parameter(torch.logit(torch.rand(options.palette, 3) * 0.8 + 0.1).to(context.device))
+            self.colors = nn.Parameter(_random_color_logits(options.palette).to(context.device))
 
     @torch.no_grad()
     def random_start(self) -> None:
@@ -62,7 +62,7 @@ class PixelGenerator(Generator):
                                align_corners=False)
         self.logits.copy_(logits.to(self.logits.device))
         if self.options.palette:
-            self.colors.copy_(torch.logit(torch.rand(self.options.palette, 3) * 0.8 + 0.1))
+            self.colors.copy_(_random_color_logits(self.options.palette))
 
     def forward(self) -> torch.Tensor:
         logits = self.logits
@@ -80,11 +80,17 @@ class PixelGenerator(Generator):
         if not self.options.palette:
             self.logits.copy_(torch.logit(image))
             return
-        colors = _kmeans(image[0].flatten(1).T, self.options.palette)
-        distance = ((image[0].flatten(1).T[:, None, :] - colors[None]) ** 2).sum(-1)  # (pixels, K)
+        pixels = image[0].flatten(1).T  # (pixels, 3)
+        colors = _kmeans(pixels, self.options.palette)
+        distance = torch.cdist(pixels, colors).square()  # (pixels, K)
         logits = (-_ASSIGN_SHARPNESS * distance).T.reshape(1, -1, *self.grid)
         self.logits.copy_(logits)
         self.colors.copy_(torch.logit(colors.clamp(1e-3, 1 - 1e-3)))
+
+
+def _random_color_logits(k: int) -> torch.Tensor:
+    """``(k, 3)`` logits of colours uniform in [0.1, 0.9]: clear of the sigmoid's flat ends."""
+    return torch.logit(torch.rand(k, 3) * 0.8 + 0.1)
 
 
 def _kmeans(pixels: torch.Tensor, k: int) -> torch.Tensor:

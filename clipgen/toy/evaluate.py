@@ -43,6 +43,9 @@ POSITION_SET: tuple[tuple[str, str, str, str], ...] = tuple(
 COUNT_SET: tuple[tuple[str, str, str, int], ...] = tuple(
     (*triple, 2 + i % 2) for i, triple in enumerate(PROMPT_SET))
 
+#: The fixed prompt sets by the names the report scripts take (``--prompt-set``).
+PROMPT_SETS = {"basic": PROMPT_SET, "position": POSITION_SET, "count": COUNT_SET}
+
 
 def prompt_text(colour: str, shape: str, background: str, extra: str | int | None = None) -> str:
     """The prompt for a set entry: ``extra`` is a position name or a count (2, 3)."""
@@ -123,26 +126,38 @@ def evaluate_preset(preset: str, out: Path, prompts: tuple[tuple, ...] = PROMPT_
 
 
 @torch.no_grad()
+class PriorImages:
+    """A prior and the VQGAN its tokens belong to, on the CPU: decoded samples for a prompt.
+    ``sampling`` changes fields of :class:`Sampling` (``temperature``, ``top_k``,
+    ``guidance``) from the prior's defaults."""
+
+    def __init__(self, prior_name: str, sampling: dict | None = None):
+        device = torch.device("cpu")
+        self.prior = load_prior(prior_name, PriorContext(device, offline=True))
+        self.sampling = Sampling(**{"guidance": self.prior.default_guidance, **(sampling or {})})
+        self.decoder = VQGANGenerator((world.SIZE, world.SIZE), VQGANOptions(model=decoder_of(prior_name)),
+                                      GeneratorContext(device=device, offline=True))
+
+    def __call__(self, text: str, n: int, seed: int) -> list:
+        tokens = sample_grids(self.prior, text, n, seed, self.sampling)
+        return [tensor_to_pil(image) for image in self.decoder.decode_tokens(tokens)]
+
+
 def evaluate_prior_samples(prior_name: str, per_prompt: int, prompts: tuple[tuple, ...] = PROMPT_SET,
                            sampling: dict | None = None, seed: int = 0, judge=None) -> dict:
-    """Raw prior samples, decoded and judged: no CLIP ranking, no refinement. ``sampling``
-    changes fields of :class:`Sampling` (``temperature``, ``top_k``, ``guidance``) from the
-    prior's defaults."""
+    """Raw prior samples, decoded and judged: no CLIP ranking, no refinement (``sampling``:
+    as :class:`PriorImages`)."""
     judge = judge or load_shipped_judge()
-    device = torch.device("cpu")
-    prior = load_prior(prior_name, PriorContext(device, offline=True))
-    sampling = Sampling(**{"guidance": prior.default_guidance, **(sampling or {})})
-    decoder = VQGANGenerator((world.SIZE, world.SIZE), VQGANOptions(model=decoder_of(prior_name)),
-                             GeneratorContext(device=device, offline=True))
+    samples = PriorImages(prior_name, sampling)
     results = []
     for entry in prompts:
         text = prompt_text(*entry)
         started = time.perf_counter()
-        tokens = sample_grids(prior, text, per_prompt, prompt_seed(text, seed), sampling)
-        images = [tensor_to_pil(image) for image in decoder.decode_tokens(tokens)]
+        images = samples(text, per_prompt, prompt_seed(text, seed))
         seconds = (time.perf_counter() - started) / per_prompt
         for seen in read_attributes(judge, images):
             results.append(Judged(text, wanted_attributes(entry), seen, seconds, ""))
     report = summarise(f"prior:{prior_name}", results)
-    report["sampling"] = {"temperature": sampling.temperature, "top_k": sampling.top_k, "guidance": sampling.guidance}
+    used = samples.sampling
+    report["sampling"] = {"temperature": used.temperature, "top_k": used.top_k, "guidance": used.guidance}
     return report
