@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import clipgen
 from clipgen.api import RunInterrupted, resume
@@ -83,7 +84,9 @@ def _wait_for(path: Path, process, timeout=120.0):
 def test_real_process_interrupted_then_resumed(run_cli, tiny_clip, tmp_path, sig, code):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["--clip", tiny_clip, "--generator", "pixels", "--size", "32x32", "--cutn", "2",
-              "--checkpoint-every", "3", "--save-every", "0", "--seed", "1", "--out", tmp_path, "-q"]
+              "--checkpoint-every", "3", "--save-every", "0", "--seed", "1", "--out", tmp_path, "-q",
+              # the subprocesses' --precision auto would measure this CPU; the in-process run's is pinned to fp32
+              "--precision", "fp32"]
     process = subprocess.Popen(_cli("generate", "a red apple", "--steps", "100000", *common),
                                stderr=subprocess.PIPE, text=True, env=env)
     folder = tmp_path / "a-red-apple"
@@ -99,8 +102,14 @@ def test_real_process_interrupted_then_resumed(run_cli, tiny_clip, tmp_path, sig
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "finished"
-    # the same run, never interrupted (in this process: a third cold start adds nothing), gives the same bytes
-    code, _, err = run_cli(["generate", "a red apple", "--steps", total, *common])
+    # the same run, never interrupted (in this process: a third cold start adds nothing), gives the same
+    # bytes at the same thread count; across thread counts a matmul may split its sums differently
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code, _, err = run_cli(["generate", "a red apple", "--steps", total, *common])
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0, err
     resumed_png = Path(summary["files"]["image"]).read_bytes()
     assert resumed_png == (tmp_path / "a-red-apple-2" / "a-red-apple.png").read_bytes()
