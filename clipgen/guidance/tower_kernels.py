@@ -3,6 +3,8 @@
 Each function rewrites one kind of layer in place and returns how many it changed; they
 only touch layers whose forward they know, and leave everything else as it is.
 
+:func:`rewrite_tower` applies all of them; each alone:
+
 - :func:`fold_batch_norms` (ResNet towers): one conv kernel per layer instead of three.
 - :func:`pack_attention` (ViT towers): open_clip's ``nn.MultiheadAttention`` transposes a
   batch-first input to sequence-first before its input projection, and a linear layer
@@ -151,3 +153,10 @@ def linear_patch_embed(visual: nn.Module) -> int:
         return 0
     visual.conv1 = LinearPatchEmbed(conv)
     return 1
+
+
+def rewrite_tower(visual: nn.Module) -> None:
+    """Every rewrite above that applies to this open_clip image tower, in place."""
+    fold_batch_norms(visual)
+    pack_attention(visual)
+    linear_patch_embed(visual)

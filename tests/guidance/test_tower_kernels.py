@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import open_clip
 import pytest
 import torch
 from open_clip.transformer import VisionTransformer
@@ -111,11 +112,6 @@ def test_bf16_packed_tower_stays_close_to_fp32():
 
 
 def test_resnet_batch_norms_fold_into_their_convolutions_exactly():
-    import open_clip
-    from torch import nn
-
-    from clipgen.guidance.tower_kernels import fold_batch_norms
-
     model = open_clip.create_model("RN50", pretrained=None).visual
     # Random running statistics, as trained weights have; fresh ones would be the identity.
     for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
