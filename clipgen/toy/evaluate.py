@@ -125,7 +125,6 @@ def evaluate_preset(preset: str, out: Path, prompts: tuple[tuple, ...] = PROMPT_
     return summarise(preset, results)
 
 
-@torch.no_grad()
 class PriorImages:
     """A prior and the VQGAN its tokens belong to, on the CPU: decoded samples for a prompt.
     ``sampling`` changes fields of :class:`Sampling` (``temperature``, ``top_k``,
@@ -138,6 +137,7 @@ class PriorImages:
         self.decoder = VQGANGenerator((world.SIZE, world.SIZE), VQGANOptions(model=decoder_of(prior_name)),
                                       GeneratorContext(device=device, offline=True))
 
+    @torch.no_grad()
     def __call__(self, text: str, n: int, seed: int) -> list:
         tokens = sample_grids(self.prior, text, n, seed, self.sampling)
         return [tensor_to_pil(image) for image in self.decoder.decode_tokens(tokens)]

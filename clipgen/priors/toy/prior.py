@@ -31,7 +31,7 @@ class ToyState:
 class ToyPrior(Prior):
     """Toy-world prior: a 6-layer transformer writing the toy VQGAN's 16×16 tokens, 2×2 at a time."""
 
-    default_guidance = 3.0
+    default_guidance = 2.0
 
     def __init__(self, net: ToyPriorNet):
         super().__init__()
