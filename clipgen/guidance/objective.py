@@ -5,12 +5,13 @@ Targets (text and image prompts) are encoded once per run, here, not per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
+from clipgen.errors import ModelError
 from clipgen.guidance.cutouts import CutPhase, Cutouts, overview_share
 from clipgen.guidance.losses import init_image_loss, latent_distance, linear_decay, prompt_loss, total_variation
 from clipgen.guidance.perceptor import Perceptor
@@ -64,6 +65,14 @@ class LatentAnchor:
     def at_start(cls, params, weight: float, decay_steps: int = 0) -> "LatentAnchor":
         params = tuple(params)
         return cls(params, tuple(p.detach().clone() for p in params), weight, decay_steps)
+
+    def starting_at(self, starts) -> "LatentAnchor":
+        """The same pull towards other starts (a resumed run's saved ones)."""
+        starts = tuple(starts)
+        if len(starts) != len(self.params) or any(s.shape != p.shape for p, s in zip(self.params, starts)):
+            raise ModelError("the saved latent anchor does not match this generator's parameters; "
+                             "was the state saved by another version or generator?")
+        return replace(self, starts=tuple(s.to(p.device, p.dtype) for p, s in zip(self.params, starts)))
 
     def weight_at(self, step: int) -> float:
         return linear_decay(self.weight, step, self.decay_steps)

@@ -130,7 +130,8 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None,
                                 settings.init_search_views, settings.seed, mix=settings.init_mix)
     anchor = None
     if settings.latent_l2:
-        # The start is rebuilt identically on resume (same seed), so it needs no checkpoint.
+        # Taken after any start search. state.pt keeps it: a resumed refinement rebuilds its
+        # generator without the prior tokens it started from.
         anchor = LatentAnchor.at_start((p for p in generator.parameters() if p.requires_grad), settings.latent_l2,
                                        round(settings.latent_l2_decay * settings.steps))
     objective = Objective(perceptor, cutouts, targets, tv_weight=settings.tv_weight,

@@ -121,6 +121,8 @@ def resume_run(folder: str | Path, callbacks: Iterable = (), steps: int | None =
                        offline=settings.offline or offline_from_environment())
     session = build_session(plan_run(settings))
     load_trainable_state(session.generator, state.generator)
+    if state.anchor_starts and session.objective.anchor is not None:
+        session.objective.anchor = session.objective.anchor.starting_at(state.anchor_starts)
     session.optimizer.load_state_dict(state.optimizer)
     restore_rng(state.rng)
     return execute(session, folder, callbacks, state.step, state.losses, state.initial_similarity, started)
@@ -140,8 +142,9 @@ def execute(session: Session, folder: Path, callbacks: Iterable, start_step: int
     history = LossHistory(StepState(start_step, settings.steps, None, session.generator,
                                     average=session.average), losses)
     every = settings.save_every if settings.checkpoint_every is None else settings.checkpoint_every
+    anchor = session.objective.anchor
     checkpoints = Checkpointer(folder, session.generator, session.optimizer, settings_dict, history.losses,
-                               initial_similarity, every)
+                               initial_similarity, every, anchor.starts if anchor is not None else ())
     scheduled = [c for c in (session.animation, session.story) if c is not None]
     if session.story is not None:
         session.story.apply(start_step + 1)

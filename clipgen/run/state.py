@@ -2,15 +2,17 @@
 
 Everything here loads with ``torch.load(weights_only=True)``: generator parameters (only
 what is optimised, not frozen networks), optimiser state, the step, the loss history,
-every RNG the run draws from, and the resolved settings as JSON. Restoring all of it
-makes a resumed run continue exactly where the interrupted one stopped.
+every RNG the run draws from, the latent anchor's start (``--latent-l2``: a refinement
+starts from prior tokens a resumed run has no other record of) and the resolved settings
+as JSON. Restoring all of it makes a resumed run continue exactly where the interrupted
+one stopped.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,7 @@ class RunState:
     losses: list[float]
     settings: dict[str, Any]
     initial_similarity: float
+    anchor_starts: list[torch.Tensor] = field(default_factory=list)  # empty: the run has no anchor
 
 
 def save_state(folder: Path, state: RunState) -> Path:
@@ -89,6 +92,7 @@ def save_state(folder: Path, state: RunState) -> Path:
         "format": FORMAT, "step": state.step, "generator": state.generator, "optimizer": state.optimizer,
         "rng": state.rng, "losses": torch.tensor(state.losses, dtype=torch.float64),
         "settings_json": json.dumps(state.settings), "initial_similarity": state.initial_similarity,
+        "anchor_starts": list(state.anchor_starts),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -109,6 +113,7 @@ def load_state(folder: Path) -> RunState:
             rng=payload["rng"], losses=payload["losses"].tolist(),
             settings=json.loads(payload["settings_json"]),
             initial_similarity=float(payload["initial_similarity"]),
+            anchor_starts=list(payload.get("anchor_starts", [])),
         )
     except Exception as exc:  # noqa: BLE001 - any failure means the file cannot be trusted
         raise ModelError(f"{path} is corrupt or truncated ({one_line(exc)}); resume from an intact copy "
@@ -123,9 +128,11 @@ class Checkpointer:
     """
 
     def __init__(self, folder: Path, generator: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 settings: dict[str, Any], losses: list[float], initial_similarity: float, every: int):
+                 settings: dict[str, Any], losses: list[float], initial_similarity: float, every: int,
+                 anchor_starts: tuple[torch.Tensor, ...] = ()):
         self.folder, self.generator, self.optimizer = folder, generator, optimizer
         self.settings, self.losses, self.initial_similarity, self.every = settings, losses, initial_similarity, every
+        self.anchor_starts = list(anchor_starts)
 
     def __call__(self, state) -> None:
         if self.every and state.step and state.step % self.every == 0:
@@ -135,4 +142,4 @@ class Checkpointer:
         return save_state(self.folder, RunState(
             step=step, generator=trainable_state(self.generator), optimizer=self.optimizer.state_dict(),
             rng=capture_rng(), losses=[float(v) for v in self.losses], settings=self.settings,
-            initial_similarity=self.initial_similarity))
+            initial_similarity=self.initial_similarity, anchor_starts=self.anchor_starts))

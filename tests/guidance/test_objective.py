@@ -70,6 +70,17 @@ def test_latent_anchor_adds_exactly_weight_times_squared_distance_and_decays(tin
     assert torch.allclose(z.grad, 2 * 0.375 * torch.tensor([1.0, 2.0, 2.0]))
 
 
+def test_a_latent_anchor_moved_to_saved_starts_pulls_towards_them():
+    from clipgen.errors import ModelError
+    from clipgen.guidance.objective import LatentAnchor
+
+    z = torch.nn.Parameter(torch.zeros(3))
+    anchor = LatentAnchor.at_start([z], weight=1.0).starting_at([torch.tensor([1.0, 0.0, 2.0])])
+    assert float(anchor.loss(0)) == pytest.approx(5.0)  # ‖0 − (1, 0, 2)‖²
+    with pytest.raises(ModelError, match="does not match"):
+        anchor.starting_at([torch.zeros(4)])
+
+
 def test_the_cut_schedule_sets_each_steps_overview_share(tiny_clip):
     from clipgen.guidance.cutouts import parse_cut_schedule
 

@@ -94,7 +94,10 @@ def test_refinement_starts_exactly_from_the_sample(tmp_path):
 
 
 def test_an_interrupted_prior_run_resumes_to_the_same_images(tmp_path):
-    reference = clipgen.generate(PROMPT, out=str(tmp_path / "a"), steps=6, save_every=3, **SHORT)
+    # A strong pull towards the sampled latents: a resumed refinement that lost them (and
+    # pulled towards its random start instead) draws other pixels.
+    anchored = dict(SHORT, latent_l2=0.05)
+    reference = clipgen.generate(PROMPT, out=str(tmp_path / "a"), steps=6, save_every=3, **anchored)
 
     calls = {"n": 0}
 
@@ -105,7 +108,7 @@ def test_an_interrupted_prior_run_resumes_to_the_same_images(tmp_path):
 
     with pytest.raises(RunInterrupted) as stopped:
         clipgen.generate(PROMPT, out=str(tmp_path / "b"), steps=6, save_every=3, callbacks=[stop_in_second_refinement],
-                         **SHORT)
+                         **anchored)
     folder = stopped.value.folder
     assert folder.name == reference.paths["folder"].name and _record(folder)["status"] == "interrupted"
     result = resume(folder)
