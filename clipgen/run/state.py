@@ -92,7 +92,7 @@ def save_state(folder: Path, state: RunState) -> Path:
         "format": FORMAT, "step": state.step, "generator": state.generator, "optimizer": state.optimizer,
         "rng": state.rng, "losses": torch.tensor(state.losses, dtype=torch.float64),
         "settings_json": json.dumps(state.settings), "initial_similarity": state.initial_similarity,
-        "anchor_starts": list(state.anchor_starts),
+        "anchor_starts": state.anchor_starts,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
