@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20, help="first N of the fixed set")
     parser.add_argument("--prompt-set", choices=("basic", "position", "count"), default="basic")
     parser.add_argument("--samples", type=int, default=8, help="prior samples per prompt (prior:NAME)")
+    parser.add_argument("--seed", type=int, default=0, help="added to every prompt's seed (another draw per prompt)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a --set override for every preset, e.g. --set steps=80 --set vqgan.init=prior")
     args = parser.parse_args()
@@ -43,10 +44,10 @@ def main() -> None:
     for preset in args.presets:
         if preset.startswith("prior:"):
             report = evaluate_prior_samples(preset.split(":", 1)[1], args.samples, prompts=prompts, judge=judge,
-                                            sampling=prior_sampling(args.set))
+                                            sampling=prior_sampling(args.set), seed=args.seed)
         else:
             report = evaluate_preset(preset, args.out / Path(preset).stem, prompts=prompts, judge=judge,
-                                     assignments=args.set)
+                                     assignments=args.set, seed=args.seed)
         reports.append(report)
         print(f"{preset} [{args.prompt_set}, {report['prompts']} images]: colour+background "
               f"{report['colour_and_background']:.0%}, all three {report['all_three']:.0%}, all named "

@@ -84,7 +84,7 @@ def train_prior_command(
     batch_size: BatchSize = 32,
     minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes.")] = 40.0,
     code_rate: Annotated[float, typer.Option(
-        min=0.0, help="Rate cost on rare codes when images are tokenised (0: plain nearest codes; the shipped prior: 0.1).")] = 0.1,
+        min=0.0, help="Rate cost on rare codes when images are tokenised (0: plain nearest codes; the shipped prior: 0.3).")] = 0.3,
     threads: Threads = 2,
     seed: Seed = 0,
 ) -> None:

@@ -47,7 +47,7 @@ class PriorTrainConfig:
     warmup: int = 150
     weight_decay: float = 0.01
     text_dropout: float = 0.1
-    code_rate: float = 0.1  # weight of -log p(code) added to the quantiser's distance (0: plain nearest codes)
+    code_rate: float = 0.3  # weight of -log p(code) added to the quantiser's distance (0: plain nearest codes)
     pool_images: int = 60_000
     initial_pool: int = 2048
     grow_per_step: int = 4

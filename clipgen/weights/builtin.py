@@ -41,7 +41,7 @@ BUILTIN: dict[tuple[str, str], BuiltinModel] = {
         (("model.yaml", "0997225476b9b2306c321e4d2122a8db2a348586a283d1155f8f7d8ba15e8812"), ("last.ckpt", "5c168a631bf247c735c08b9ad2423a86387ffea10339e7dee7291cff5c56076c")),
         "toy-world VQGAN trained by `clipgen toy train-vqgan` (taming format, 4x downsampling, 512 codes)"),
     ("prior", "toy"): BuiltinModel(
-        "toy", "prior", MODELS_DIR / "prior", (("prior.safetensors", "45aabf0f3e6f670930a0e922124d7573d453360b0c20962f6b2deb7dace42a1b"),),
+        "toy", "prior", MODELS_DIR / "prior", (("prior.safetensors", "865b1e8d49f753cc310230cc076c3f7bf1e8f65dd8db244cfa769ba8fa277bce"),),
         "toy-world prior trained by `clipgen toy train-prior`: writes the toy VQGAN's 16×16 tokens for a caption"),
     ("judge", "toy"): BuiltinModel(
         "toy", "judge", MODELS_DIR / "judge", (("judge.safetensors", "9f60905da54204258db59ed5b270aa5fb520316361b3aa8a1668fe6e9563ad87"),),
