@@ -4,6 +4,10 @@ Optimising the image's spectrum, scaled so that all frequencies start with equal
 energy after a 1/f^decay falloff, makes gradient steps change large structures first;
 colours are optimised in a decorrelated basis so that brightness and hue move
 independently. Both make CLIP guidance produce images instead of high-frequency noise.
+
+``max_freq < 0.5`` band-limits the image (the Fourier counterpart of the pixel generator's
+``cell``): frequencies above it, in cycles per pixel, are not optimised at all, so CLIP
+cannot be fooled with detail finer than ``1 / max_freq`` pixels.
 """
 
 from __future__ import annotations
@@ -31,14 +35,20 @@ class FourierOptions:
     decay: float = option(1.0, help="Spectrum falloff power (higher: smoother images)", min=0.0, max=4.0)
     init_std: float = option(0.01, help="Std of the random spectrum at start", min=0.0, max=10.0)
     decorrelate: bool = option(True, help="Optimise colours in a decorrelated basis")
+    max_freq: float = option(0.5, help="Highest frequency optimised, cycles per pixel (0.5: all; 0.125: nothing finer than 8 px)",
+                             min=0.01, max=0.5)
 
 
-def frequency_scale(height: int, width: int, decay: float) -> torch.Tensor:
-    """``(H, W//2+1)`` per-frequency scale 1 / max(f, 1/max(H,W))^decay."""
+def frequency_scale(height: int, width: int, decay: float, max_freq: float = 0.5) -> torch.Tensor:
+    """``(H, W//2+1)`` per-frequency scale 1 / max(f, 1/max(H,W))^decay, 0 above ``max_freq``
+    along either axis (0.5, Nyquist, keeps every frequency)."""
     fy = torch.fft.fftfreq(height)[:, None]
     fx = torch.fft.rfftfreq(width)[None, :]
     freqs = (fx * fx + fy * fy).sqrt()
-    return 1.0 / freqs.clamp(min=1.0 / max(height, width)).pow(decay)
+    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)).pow(decay)
+    if max_freq < 0.5:
+        scale = scale * ((fy.abs() <= max_freq) & (fx.abs() <= max_freq))
+    return scale
 
 
 def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor, height: int, width: int,
@@ -60,7 +70,7 @@ class FourierGenerator(Generator):
         super().__init__(size, options, context)
         shape = (1, 3, self.height, self.width // 2 + 1, 2)
         self.spectrum = nn.Parameter(torch.randn(shape, device=context.device) * options.init_std)
-        scale = frequency_scale(self.height, self.width, options.decay).to(context.device)
+        scale = frequency_scale(self.height, self.width, options.decay, options.max_freq).to(context.device)
         self.register_buffer("scale", scale, persistent=False)
         matrix = _COLOR_DECORRELATE.to(context.device) if options.decorrelate else None
         self.register_buffer("color_matrix", matrix, persistent=False)
@@ -75,9 +85,11 @@ class FourierGenerator(Generator):
 
     @torch.no_grad()
     def init_from_image(self, image: torch.Tensor) -> None:
-        """Invert forward(): logit, undo the colour mix, FFT, unscale."""
+        """Invert forward(): logit, undo the colour mix, FFT, unscale. Band-limited, the
+        frequencies above ``max_freq`` are dropped: the start is the image, low-passed."""
         logits = torch.logit(image.clamp(1e-3, 1 - 1e-3))
         if self.color_matrix is not None:
             logits = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.color_matrix), logits)
-        spectrum = torch.fft.rfft2(logits * 4.0, norm="ortho") / self.scale
-        self.spectrum.copy_(torch.view_as_real(spectrum))
+        kept = self.scale > 0
+        spectrum = torch.fft.rfft2(logits * 4.0, norm="ortho") / torch.where(kept, self.scale, 1.0)
+        self.spectrum.copy_(torch.view_as_real(spectrum * kept))

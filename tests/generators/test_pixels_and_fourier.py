@@ -115,3 +115,37 @@ def test_random_palette_starts_redraw_the_colours():
     before = generator.colors.detach().clone()
     generator.random_start()
     assert generator.colors.shape == (3, 3) and not torch.equal(before, generator.colors)
+
+
+def test_a_band_limited_fourier_image_has_nothing_above_its_highest_frequency():
+    cls = get_generator_class("fourier")
+    torch.manual_seed(0)
+    generator = cls((64, 64), cls.Options(init_std=1.0, max_freq=0.125, decorrelate=False), CPU)
+    image = generator()
+    # Before the sigmoid the image is a sum of frequencies up to 1/8 cycle per pixel.
+    spectrum = torch.fft.rfft2(torch.logit(image.double()), norm="ortho").abs()
+    fy = torch.fft.fftfreq(64).abs()[:, None]
+    fx = torch.fft.rfftfreq(64)[None, :]
+    above = (fy > 0.125) | (fx > 0.125)
+    assert spectrum[..., above].max() < 1e-6 * spectrum[..., ~above].max()
+    image.mean().backward()
+    grad = generator.spectrum.grad.abs().sum(-1)[0]  # (3, H, W//2+1)
+    assert grad[:, above].max() == 0 and grad[:, ~above].max() > 0
+
+
+def test_a_band_limited_fourier_start_keeps_the_image_below_its_highest_frequency():
+    cls = get_generator_class("fourier")
+    torch.manual_seed(0)
+    fy = torch.fft.fftfreq(32).abs()[:, None]
+    fx = torch.fft.rfftfreq(32)[None, :]
+    low = torch.randn(1, 3, 32, 17, dtype=torch.complex64) * ((fy <= 0.25) & (fx <= 0.25))
+    logits = torch.fft.irfft2(low, s=(32, 32), norm="ortho")
+    smooth = torch.sigmoid(logits / logits.std())
+    limited = cls((32, 32), cls.Options(max_freq=0.25, decorrelate=False), CPU)
+    limited.init_from_image(smooth)
+    assert torch.allclose(limited(), smooth, atol=1e-4)
+
+    noisy = torch.rand(1, 3, 32, 32) * 0.9 + 0.05
+    limited.init_from_image(noisy)  # detail above the limit is dropped, not divided by zero
+    assert torch.isfinite(limited.spectrum).all()
+    assert 0.02 < (limited() - noisy).abs().mean() < (noisy - 0.5).abs().mean()
