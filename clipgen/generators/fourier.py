@@ -35,8 +35,8 @@ class FourierOptions:
     decay: float = option(1.0, help="Spectrum falloff power (higher: smoother images)", min=0.0, max=4.0)
     init_std: float = option(0.01, help="Std of the random spectrum at start", min=0.0, max=10.0)
     decorrelate: bool = option(True, help="Optimise colours in a decorrelated basis")
-    max_freq: float = option(0.5, help="Highest frequency optimised, cycles per pixel (0.5: all; 0.125: nothing finer than 8 px)",
-                             min=0.01, max=0.5)
+    max_freq: float = option(0.5, min=0.01, max=0.5,
+                             help="Highest frequency optimised, cycles per pixel (0.5: all; 0.125: nothing finer than 8 px)")
 
 
 def frequency_scale(height: int, width: int, decay: float, max_freq: float = 0.5) -> torch.Tensor:
@@ -45,10 +45,8 @@ def frequency_scale(height: int, width: int, decay: float, max_freq: float = 0.5
     fy = torch.fft.fftfreq(height)[:, None]
     fx = torch.fft.rfftfreq(width)[None, :]
     freqs = (fx * fx + fy * fy).sqrt()
-    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)).pow(decay)
-    if max_freq < 0.5:
-        scale = scale * ((fy.abs() <= max_freq) & (fx.abs() <= max_freq))
-    return scale
+    kept = (fy.abs() <= max_freq) & (fx.abs() <= max_freq)  # all of them at 0.5
+    return kept / freqs.clamp(min=1.0 / max(height, width)).pow(decay)
 
 
 def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor, height: int, width: int,
