@@ -1,3 +1,3 @@
-from clipgen.cli.app import main
+from clipgen.cli.app import entry
 
-main()
+entry()

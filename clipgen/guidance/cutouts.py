@@ -52,29 +52,59 @@ class ColourJitter(nn.Module):
     """Brightness, contrast, saturation and hue, each factor drawn per cutout, all applied
     to a cutout with probability ``p``. Everything stays on the image's device: kornia's
     ColorJitter tests each factor with a Python ``.any()``, which on a GPU waits for the
-    device four times a step. Hue turns colours about the grey axis (a linear map)."""
+    device four times a step. Hue turns colours about the grey axis (a linear map).
+
+    The four steps compose to one colour map per cutout, ``A·x + v``: brightness and
+    contrast scale, saturation mixes towards the luma grey and hue rotates about the grey
+    axis (3×3 matrices), and the contrast's pivot, the cutout's mean luma, only shifts
+    every channel alike (saturation and hue keep grey). So a cutout costs one reduction
+    and one 3×3 map over its pixels, not a dozen full passes each way (:func:`jitter_steps`
+    is the step-by-step form, for the tests)."""
 
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float):
         super().__init__()
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
         # A buffer, so it moves with the module: made in the step, it would be a host-to-device copy.
-        self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("luma", torch.tensor(_LUMA), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def draw(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per cutout: the brightness, contrast and saturation factors, the hue angle, and
+        whether it is jittered at all."""
         n = x.shape[0]
 
-        def draw(spread: float) -> torch.Tensor:  # U(-spread, spread), one per cutout
-            return (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1) * spread
+        def spread(width: float) -> torch.Tensor:  # U(-width, width), one per cutout
+            return (torch.rand(n, device=x.device, dtype=x.dtype) * 2 - 1) * width
 
-        luma = self.luma.to(x.dtype)
-        out = x * (1 + draw(self.brightness))
-        mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-        out = mean + (out - mean) * (1 + draw(self.contrast))
-        grey = (out * luma).sum(1, keepdim=True)
-        out = grey + (out - grey) * (1 + draw(self.saturation))
-        out = torch.einsum("nij,njhw->nihw", hue_rotation(draw(self.hue).view(n) * 2 * math.pi), out)
+        brightness, contrast, saturation = 1 + spread(self.brightness), 1 + spread(self.contrast), 1 + spread(self.saturation)
+        hue = spread(self.hue) * 2 * math.pi
         chosen = torch.rand(n, 1, 1, 1, device=x.device) < self.p
+        return brightness, contrast, saturation, hue, chosen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        brightness, contrast, saturation, hue, chosen = self.draw(x)
+        luma = self.luma.to(x.dtype)
+        scale = (brightness * contrast).view(-1, 1, 1)
+        towards_grey = saturation.view(-1, 1, 1) * torch.eye(3, device=x.device, dtype=x.dtype) \
+            + (1 - saturation).view(-1, 1, 1) * luma.view(1, 1, 3)
+        colour = scale * (hue_rotation(hue) @ towards_grey)  # (n, 3, 3)
+        mean_luma = torch.einsum("c,nchw->n", luma, x) / (x.shape[2] * x.shape[3])
+        shift = ((1 - contrast) * brightness * mean_luma).view(-1, 1, 1, 1)
+        out = torch.einsum("nij,njhw->nihw", colour, x) + shift
         return torch.where(chosen, out.clamp(0, 1), x)
+
+
+def jitter_steps(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                 hue: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """:class:`ColourJitter` one step at a time, with its draws: what the fused map must equal."""
+    luma = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    per_cutout = lambda value: value.view(-1, 1, 1, 1)  # noqa: E731
+    out = x * per_cutout(brightness)
+    mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    out = mean + (out - mean) * per_cutout(contrast)
+    grey = (out * luma).sum(1, keepdim=True)
+    out = grey + (out - grey) * per_cutout(saturation)
+    out = torch.einsum("nij,njhw->nihw", hue_rotation(hue), out)
+    return torch.where(chosen, out.clamp(0, 1), x)
 
 
 def hue_rotation(angle: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 yaml = pytest.importorskip("yaml", reason="needs the vqgan extra")
 pytest.importorskip("taming.modules.vqvae.quantize", reason="needs the vqgan extra")
@@ -431,3 +432,52 @@ def test_generators_sharing_kept_models_share_one_decoder_with_their_own_setting
     alone = VQGANGenerator((32, 32), VQGANOptions(config=str(tiny_vqgan[0]), checkpoint=str(tiny_vqgan[1])),
                            GeneratorContext(device=torch.device("cpu"), offline=True))
     assert alone.vqgan is not first.vqgan
+
+
+def _channels_last_group_norm(dtype, requires_grad=False):
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(8, 32, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    norm.requires_grad_(requires_grad)
+    # A large mean against the spread: the backward must not cancel it away in bf16.
+    x = (torch.randn(2, 32, 12, 12) * 0.5 + 4).to(dtype).contiguous(memory_format=torch.channels_last)
+    return norm.to(dtype), x.requires_grad_()
+
+
+def test_frozen_group_norm_is_torchs_forward_with_a_backward_as_exact_as_torchs():
+    from clipgen.generators.vqgan.group_norm import group_norm
+
+    norm, x = _channels_last_group_norm(torch.bfloat16)
+    upstream = torch.randn(x.shape).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    got = group_norm(norm, x)
+    assert torch.equal(got, F.group_norm(x, 8, norm.weight, norm.bias, 1e-6))  # forward: torch's kernel
+    (have,) = torch.autograd.grad(got, x, upstream)
+    (want,) = torch.autograd.grad(F.group_norm(x, 8, norm.weight, norm.bias, 1e-6), x, upstream)
+    x64 = x.detach().double().requires_grad_()
+    reference = F.group_norm(x64, 8, norm.weight.double(), norm.bias.double(), 1e-6)
+    (exact,) = torch.autograd.grad(reference, x64, upstream.double())
+    scale = exact.abs().max()
+    assert have.is_contiguous(memory_format=torch.channels_last)
+    assert (have.double() - exact).abs().max() / scale < 2 * (want.double() - exact).abs().max() / scale + 1e-3
+    assert (have.double() - exact).abs().max() / scale < 0.02
+
+
+@pytest.mark.parametrize("case", ["fp32", "trainable", "contiguous"])
+def test_group_norm_goes_through_torch_where_its_backward_is_fast_or_weights_train(case):
+    from clipgen.generators.vqgan import group_norm as module
+
+    norm, x = _channels_last_group_norm(torch.float32 if case == "fp32" else torch.bfloat16,
+                                        requires_grad=case == "trainable")
+    if case == "contiguous":
+        x = x.detach().contiguous().requires_grad_()
+    y = module.group_norm(norm, x)
+    assert y.grad_fn.name() != "_FrozenGroupNormBackward"
+    assert torch.equal(y, norm.__class__.forward(norm, x))
+
+
+def test_a_loaded_vqgan_routes_its_group_norms_through_the_frozen_kernel(tiny_vqgan):
+    gen = make(tiny_vqgan)
+    norms = [m for m in gen.vqgan.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(getattr(m.forward, "func", None).__name__ == "group_norm" for m in norms)

@@ -134,3 +134,21 @@ def test_colour_jitter_moves_colours_within_its_spreads_and_keeps_gradients():
     assert (changed > 1e-3).all() and changed.max() < 0.5
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_colour_jitter_is_its_four_steps_composed_into_one_colour_map():
+    from clipgen.guidance.cutouts import ColourJitter, jitter_steps
+
+    jitter = ColourJitter(0.3, 0.3, 0.3, 0.1, p=0.7)
+    x = torch.rand(16, 3, 9, 7, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(3)
+    fused = jitter(x)
+    torch.manual_seed(3)
+    draws = jitter.draw(x)
+    stepwise = jitter_steps(x, *draws)
+    assert draws[-1].any() and not draws[-1].all()  # some cutouts jittered, some left alone
+    assert torch.allclose(fused, stepwise, atol=1e-12)
+    upstream = torch.randn_like(x)
+    (fused_grad,) = torch.autograd.grad(fused, x, upstream)
+    (stepwise_grad,) = torch.autograd.grad(stepwise, x, upstream)
+    assert torch.allclose(fused_grad, stepwise_grad, atol=1e-12)

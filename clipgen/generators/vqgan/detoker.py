@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from clipgen.errors import ModelError
-from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig, use_fused_attention
+from clipgen.generators.vqgan.taming import TamingVQGAN, VQGANConfig, use_fast_kernels
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 from clipgen.weights.entries.dalle import DETOKER_FILE
@@ -107,5 +107,5 @@ def load_detoker(path: str | Path, device: torch.device, fix: str = "check the f
     state = state_dict_of(load_checkpoint(path, fix=fix), path, fix, what="detokenizer")
     model.load_state_dict(convert_state(state, model.state_dict(), path, fix), strict=True, assign=True)
     model.requires_grad_(False)
-    use_fused_attention(model)
+    use_fast_kernels(model)
     return model.eval().to(device)

@@ -16,6 +16,7 @@ checked, ignoring ``loss.*`` and Lightning's bookkeeping. The checkpoint is read
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from clipgen.errors import MissingDependencyError, ModelError, one_line
+from clipgen.generators.vqgan.group_norm import group_norm
 from clipgen.generators.vqgan.quantise import nearest_codes
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
@@ -233,14 +235,17 @@ def _resnet_forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.T
     return x + h
 
 
-def use_fused_attention(model: nn.Module) -> None:
-    """Swap taming's attention and residual blocks' forwards for the fused ones above."""
+def use_fast_kernels(model: nn.Module) -> None:
+    """Swap taming's attention and residual blocks' forwards for the fused ones above, and
+    its GroupNorms' for :func:`~clipgen.generators.vqgan.group_norm.group_norm`."""
     diffusion, _ = _taming_modules()
     for module in model.modules():
         if isinstance(module, diffusion.AttnBlock):
             module.forward = _attention_forward.__get__(module)
         elif isinstance(module, diffusion.ResnetBlock):
             module.forward = _resnet_forward.__get__(module)
+        elif isinstance(module, nn.GroupNorm):
+            module.forward = functools.partial(group_norm, module)
 
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
@@ -282,5 +287,5 @@ def load_weights(config: VQGANConfig, checkpoint_path: str | Path, device: torch
     # assign=True adopts the (memory-mapped) tensors instead of copying into meta ones.
     model.load_state_dict({k: state[k].float() for k in expected}, strict=True, assign=True)
     model.requires_grad_(False)
-    use_fused_attention(model)
+    use_fast_kernels(model)
     return model.eval().to(device)
