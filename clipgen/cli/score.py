@@ -44,7 +44,7 @@ def score(
     """Cosine similarity of each image to each prompt."""
     from clipgen.guidance.scoring import augmented_similarity_matrix, similarity_matrix
 
-    from clipgen.guidance.cutouts import check_augmentations
+    from clipgen.guidance.augmentations import check_augmentations
 
     kinds = tuple(a.strip() for a in augmentations.split(",") if a.strip())
     check_augmentations(kinds)

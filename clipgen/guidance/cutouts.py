@@ -7,119 +7,15 @@ pixel noise that only one fixed view would accept.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from typing import Callable
 
-import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clipgen.errors import SettingsError, did_you_mean
-
-# Each entry builds one kornia module; parameters follow what VQGAN-CLIP and pixray use.
-AUGMENTATIONS: dict[str, Callable[[], nn.Module]] = {
-    "affine": lambda: K.RandomAffine(degrees=15, translate=0.1, shear=5, p=0.7, padding_mode="border"),
-    "perspective": lambda: K.RandomPerspective(distortion_scale=0.2, p=0.7),
-    "flip": lambda: K.RandomHorizontalFlip(p=0.5),
-    "jitter": lambda: ColourJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05, p=0.7),
-    "erasing": lambda: K.RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1 / 0.3), p=0.5),
-    "sharpness": lambda: K.RandomSharpness(sharpness=0.3, p=0.5),
-    "grayscale": lambda: K.RandomGrayscale(p=0.1),
-    "noise": lambda: CutoutNoise(max_std=0.1),
-}
-
-
-class CutoutNoise(nn.Module):
-    """Gaussian noise with a per-cutout strength drawn from U(0, max_std)."""
-
-    def __init__(self, max_std: float):
-        super().__init__()
-        self.max_std = max_std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        strength = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * self.max_std
-        return x + strength * torch.randn_like(x)
-
-
-#: Rec. 601 luma: the grey a colour jitter keeps fixed.
-_LUMA = (0.299, 0.587, 0.114)
-
-
-class ColourJitter(nn.Module):
-    """Brightness, contrast, saturation and hue, each factor drawn per cutout, all applied
-    to a cutout with probability ``p``. Everything stays on the image's device: kornia's
-    ColorJitter tests each factor with a Python ``.any()``, which on a GPU waits for the
-    device four times a step. Hue turns colours about the grey axis (a linear map).
-
-    The four steps compose to one colour map per cutout, ``A·x + v``: brightness and
-    contrast scale, saturation mixes towards the luma grey and hue rotates about the grey
-    axis (3×3 matrices), and the contrast's pivot, the cutout's mean luma, only shifts
-    every channel alike (saturation and hue keep grey). So a cutout costs one reduction
-    and one 3×3 map over its pixels, not a dozen full passes each way (:func:`jitter_steps`
-    is the step-by-step form, for the tests)."""
-
-    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float):
-        super().__init__()
-        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
-        # A buffer, so it moves with the module: made in the step, it would be a host-to-device copy.
-        self.register_buffer("luma", torch.tensor(_LUMA), persistent=False)
-
-    def draw(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Per cutout: the brightness, contrast and saturation factors, the hue angle, and
-        whether it is jittered at all."""
-        n = x.shape[0]
-
-        def spread(width: float) -> torch.Tensor:  # U(-width, width), one per cutout
-            return (torch.rand(n, device=x.device, dtype=x.dtype) * 2 - 1) * width
-
-        brightness, contrast, saturation = 1 + spread(self.brightness), 1 + spread(self.contrast), 1 + spread(self.saturation)
-        hue = spread(self.hue) * 2 * math.pi
-        chosen = torch.rand(n, 1, 1, 1, device=x.device) < self.p
-        return brightness, contrast, saturation, hue, chosen
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        brightness, contrast, saturation, hue, chosen = self.draw(x)
-        luma = self.luma.to(x.dtype)
-        scale = (brightness * contrast).view(-1, 1, 1)
-        towards_grey = saturation.view(-1, 1, 1) * torch.eye(3, device=x.device, dtype=x.dtype) \
-            + (1 - saturation).view(-1, 1, 1) * luma.view(1, 1, 3)
-        colour = scale * (hue_rotation(hue) @ towards_grey)  # (n, 3, 3)
-        mean_luma = torch.einsum("c,nchw->n", luma, x) / (x.shape[2] * x.shape[3])
-        shift = ((1 - contrast) * brightness * mean_luma).view(-1, 1, 1, 1)
-        out = torch.einsum("nij,njhw->nihw", colour, x) + shift
-        return torch.where(chosen, out.clamp(0, 1), x)
-
-
-def jitter_steps(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
-                 hue: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """:class:`ColourJitter` one step at a time, with its draws: what the fused map must equal."""
-    luma = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
-    per_cutout = lambda value: value.view(-1, 1, 1, 1)  # noqa: E731
-    out = x * per_cutout(brightness)
-    mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-    out = mean + (out - mean) * per_cutout(contrast)
-    grey = (out * luma).sum(1, keepdim=True)
-    out = grey + (out - grey) * per_cutout(saturation)
-    out = torch.einsum("nij,njhw->nihw", hue_rotation(hue), out)
-    return torch.where(chosen, out.clamp(0, 1), x)
-
-
-def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
-    """``(n, 3, 3)``: rotations by ``angle`` (radians) about the grey axis (1, 1, 1)/√3."""
-    eye = torch.eye(3, device=angle.device, dtype=angle.dtype)  # made on the device: no copy from the host
-    axis = torch.full((3,), 3 ** -0.5, device=angle.device, dtype=angle.dtype)
-    cross = (eye.roll(1, 0) - eye.roll(-1, 0)) * 3 ** -0.5  # [axis]×: [[0, -1, 1], [1, 0, -1], [-1, 1, 0]] / √3
-    cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
-    return cos * eye + sin * cross + (1 - cos) * torch.outer(axis, axis)
-
-
-def check_augmentations(names: tuple[str, ...]) -> None:
-    for name in names:
-        if name not in AUGMENTATIONS:
-            raise SettingsError(f"unknown augmentation {name!r}; {did_you_mean(name, AUGMENTATIONS)}")
+from clipgen.guidance.augmentations import AUGMENTATIONS, augmentation_modules, check_augmentations
 
 
 def crop_boxes(cutn: int, cut_pow: float, height: int, width: int, min_size: int,
@@ -238,8 +134,7 @@ class Cutouts(nn.Module):
         self.cut_pow = cut_pow
         self.sizes = tuple(sorted(set(sizes), reverse=True))
         noise = [AUGMENTATIONS[n]() for n in augment if n == "noise"]
-        geometric = [AUGMENTATIONS[n]() for n in augment if n != "noise"]
-        self.augment = K.AugmentationSequential(*geometric) if geometric else nn.Identity()
+        self.augment = nn.Sequential(*augmentation_modules([n for n in augment if n != "noise"]))
         # Noise goes last so it is not smoothed away by the resampling of the geometric ops.
         self.noise = noise[0] if noise else nn.Identity()
 

@@ -22,7 +22,8 @@ from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
 from clipgen.generators.base import FrozenModels, RandomStarts, StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
-from clipgen.guidance.cutouts import CutPhase, check_augmentations, parse_cut_schedule
+from clipgen.guidance.augmentations import check_augmentations
+from clipgen.guidance.cutouts import CutPhase, parse_cut_schedule
 from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
 from clipgen.hardware import PrecisionChoice, check_fits, choose_precision, estimate_bytes, resolve_device
 from clipgen.inputs import load_image

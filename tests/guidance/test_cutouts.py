@@ -1,6 +1,4 @@
-"""Cutouts: crop boxes, resampling, augmentations."""
-
-import math
+"""Cutouts: crop boxes, resampling, the cut schedule."""
 
 import pytest
 import torch
@@ -109,46 +107,3 @@ def test_overview_cutouts_are_the_whole_image_and_no_share_draws_as_before():
     before = cutouts(image)[16]
     torch.manual_seed(1)
     assert torch.equal(cutouts(image, overview=0.0)[16], before)
-
-
-def test_hue_rotation_turns_colours_about_the_grey_axis():
-    from clipgen.guidance.cutouts import hue_rotation
-
-    third = hue_rotation(torch.tensor([2 * math.pi / 3]))[0]
-    assert torch.allclose(third @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)  # red -> green
-    grey = torch.tensor([0.4, 0.4, 0.4])
-    assert torch.allclose(hue_rotation(torch.tensor([0.7]))[0] @ grey, grey, atol=1e-6)
-    assert torch.allclose(hue_rotation(torch.tensor([0.0]))[0], torch.eye(3))
-
-
-def test_colour_jitter_moves_colours_within_its_spreads_and_keeps_gradients():
-    from clipgen.guidance.cutouts import ColourJitter
-
-    torch.manual_seed(0)
-    x = torch.rand(64, 3, 8, 8, requires_grad=True)
-    assert torch.equal(ColourJitter(0.5, 0.5, 0.5, 0.2, p=0.0)(x), x)  # never chosen
-    assert torch.allclose(ColourJitter(0, 0, 0, 0, p=1.0)(x), x, atol=1e-6)  # no spread: unchanged
-    out = ColourJitter(0.1, 0.1, 0.1, 0.05, p=1.0)(x)
-    assert out.min() >= 0 and out.max() <= 1
-    changed = (out - x).abs().amax((1, 2, 3))
-    assert (changed > 1e-3).all() and changed.max() < 0.5
-    out.sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-
-
-def test_colour_jitter_is_its_four_steps_composed_into_one_colour_map():
-    from clipgen.guidance.cutouts import ColourJitter, jitter_steps
-
-    jitter = ColourJitter(0.3, 0.3, 0.3, 0.1, p=0.7)
-    x = torch.rand(16, 3, 9, 7, dtype=torch.float64, requires_grad=True)
-    torch.manual_seed(3)
-    fused = jitter(x)
-    torch.manual_seed(3)
-    draws = jitter.draw(x)
-    stepwise = jitter_steps(x, *draws)
-    assert draws[-1].any() and not draws[-1].all()  # some cutouts jittered, some left alone
-    assert torch.allclose(fused, stepwise, atol=1e-12)
-    upstream = torch.randn_like(x)
-    (fused_grad,) = torch.autograd.grad(fused, x, upstream)
-    (stepwise_grad,) = torch.autograd.grad(stepwise, x, upstream)
-    assert torch.allclose(fused_grad, stepwise_grad, atol=1e-12)
