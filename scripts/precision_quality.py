@@ -4,6 +4,11 @@ image is scored by the same fp32 CLIP, so only the variant differs.
 
     OMP_NUM_THREADS=2 python scripts/precision_quality.py --preset toy-vqgan --steps 60
     OMP_NUM_THREADS=2 python scripts/precision_quality.py --preset toy-fourier --steps 20 --variant compile
+    OMP_NUM_THREADS=2 python scripts/precision_quality.py --preset toy-vqgan --random-generator dvae --steps 30
+
+``--random-generator dvae|biggan`` swaps the preset's generator for that architecture with
+random weights (the bench's, in the real file formats): no real weights are needed to see
+whether its decoder in bf16 steers the optimisation elsewhere than in fp32.
 
 Prints JSON: mean fp32-scored similarity per variant and their relative difference.
 """
@@ -25,6 +30,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=5, help="how many of the toy prompt set")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant", choices=("bf16", "compile"), default="bf16", help="what is compared with fp32")
+    parser.add_argument("--random-generator", choices=("vqgan", "dvae", "biggan"), default=None,
+                        help="the preset's guidance with this generator, random weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -35,8 +42,16 @@ def main() -> None:
 
     scorer = load_perceptor(("toy",), torch.device("cpu"), offline=True)
     prompts = [prompt_text(*p) for p in PROMPT_SET[: args.prompts]]
-    report: dict = {"preset": args.preset, "steps": args.steps, "prompts": len(prompts)}
+    report: dict = {"preset": args.preset, "steps": args.steps, "prompts": len(prompts),
+                    "random_generator": args.random_generator}
     with tempfile.TemporaryDirectory() as out:
+        generator: dict = {}
+        if args.random_generator:
+            from pathlib import Path
+
+            from clipgen.bench import random_models
+            write = getattr(random_models, f"random_{args.random_generator}")
+            generator = {"generator": args.random_generator, args.random_generator: write(Path(out) / "weights")}
         runs = {"fp32": {"precision": "fp32", "compile": "off"},
                 args.variant: {"precision": "bf16", "compile": "off"} if args.variant == "bf16" else
                 {"precision": "fp32", "compile": "on"}}
@@ -44,7 +59,7 @@ def main() -> None:
             sims, started = [], time.perf_counter()
             for seed, prompt in enumerate(prompts):
                 result = api.generate(prompt, preset=args.preset, steps=args.steps, seed=seed, out=out,
-                                      save_every=0, candidates=1, offline=True, **flags)
+                                      save_every=0, candidates=1, offline=True, **generator, **flags)
                 sims.append(float(similarity_matrix(scorer, [result.image], [prompt])[0, 0]))
             report[name] = {"mean_similarity": sum(sims) / len(sims), "similarities": sims,
                             "seconds": round(time.perf_counter() - started, 1)}

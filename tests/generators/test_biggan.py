@@ -383,3 +383,18 @@ def test_preset_resolves():
     assert settings.generator == "biggan" and settings.size == (256, 256)
     assert settings.lr == 0.07 and settings.steps < 21_000
     assert settings.options == BigGANOptions()
+
+
+def test_a_bf16_model_draws_the_fp32_image_and_passes_fp32_gradients(tmp_path):
+    folder = write_tiny_biggan(tmp_path)
+    full = make(folder)
+    half = BigGANGenerator((32, 32), BigGANOptions(model_dir=str(folder)),
+                           GeneratorContext(torch.device("cpu"), offline=True, dtype=torch.bfloat16))
+    assert next(half.biggan.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        half.z.copy_(full.z)
+        want, got = full(), half()
+    assert got.dtype == torch.float32 and want.std() > 0.01
+    assert (got - want).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
+    half().mean().backward()
+    assert half.z.grad.dtype == torch.float32 and half.z.grad.abs().sum() > 0

@@ -362,3 +362,17 @@ def test_anneal_defaults_to_the_run_steps(tiny_dvae):
 
     generator = DVAEGenerator((16, 16), options(tiny_dvae), replace(CPU, steps=7))
     assert generator.anneal_steps == 7
+
+
+def test_a_bf16_decoder_draws_the_fp32_image_and_passes_fp32_gradients(tiny_dvae):
+    full = DVAEGenerator((32, 32), options(tiny_dvae), CPU)
+    half = DVAEGenerator((32, 32), options(tiny_dvae), GeneratorContext(torch.device("cpu"), offline=True,
+                                                                       dtype=torch.bfloat16))
+    assert next(half.decoder.parameters()).dtype == torch.bfloat16
+    codes = torch.softmax(full.logits.detach() * 3, dim=1)
+    with torch.no_grad():
+        want, got = full.decode(codes), half.decode(codes)
+    assert got.dtype == torch.float32 and want.std() > 1e-3
+    assert (got - want).abs().max() < 0.1 * want.std()  # bf16 keeps 8 bits of mantissa
+    half().mean().backward()
+    assert half.logits.grad.dtype == torch.float32 and half.logits.grad.abs().sum() > 0

@@ -98,7 +98,8 @@ class BigGANGenerator(Generator):
         class_index = _class_index(options)
         config_path, weights_path, fix = _model_files(options, context)
         self.biggan = context.frozen_model(("biggan", str(config_path), str(weights_path)),
-                                           lambda: load_biggan(config_path, weights_path, context.device, fix))
+                                           lambda: load_biggan(config_path, weights_path, context.device, fix,
+                                                              context.dtype))
         config = self.biggan.config
         if class_index is not None and config.num_classes != len(IMAGENET_CLASSES):
             raise SettingsError(f"biggan.class_name needs a model of the {len(IMAGENET_CLASSES)} ImageNet "

@@ -97,8 +97,9 @@ def _check_layers(data: dict, path: Path, fix: str) -> None:
 
 
 def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch.device,
-                fix: str = "check the file") -> nn.Module:
-    """A frozen, eval-mode ``BigGAN`` on ``device`` with spectral norm folded into its weights."""
+                fix: str = "check the file", dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A frozen, eval-mode ``BigGAN`` on ``device`` in ``dtype`` (the run's precision), with
+    spectral norm folded into its weights."""
     config = read_config(config_path, fix)
     weights_path = Path(weights_path)
     # Built on the CPU, not the meta device: the package's spectral_norm() setup is slower
@@ -125,7 +126,7 @@ def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch
     fold_spectral_norm(model)
     model.requires_grad_(False)
     # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
-    return convert_frozen(model.to(device), torch.float32, channels_last=True)
+    return convert_frozen(model.to(device), dtype, channels_last=True)
 
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
@@ -163,7 +164,8 @@ def synthesize(model: nn.Module, z: torch.Tensor, classes: torch.Tensor, truncat
     first conditions the initial linear layer, the others one block each (BigSleep).
     """
     generator = model.generator
-    conditions = torch.cat((z, model.embeddings(classes)), dim=1)
+    dtype = generator.gen_z.weight.dtype  # the frozen model's precision; z and classes stay fp32
+    conditions = torch.cat((z.to(dtype), model.embeddings(classes.to(dtype))), dim=1)
     rows = iter(conditions.split(1)) if conditions.shape[0] > 1 else None
     first = next(rows) if rows else conditions
     x = generator.gen_z(first)
@@ -176,5 +178,5 @@ def synthesize(model: nn.Module, z: torch.Tensor, classes: torch.Tensor, truncat
         else:
             x = layer(x)
     x = generator.relu(generator.bn(x, truncation))
-    return torch.tanh(generator.conv_to_rgb(x)[:, :3])
+    return torch.tanh(generator.conv_to_rgb(x)[:, :3].float())
 

@@ -24,6 +24,7 @@ the digest gate of :mod:`clipgen.generators.dvae.pickle_gate`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -128,6 +129,19 @@ def peaked_logits(tokens: torch.Tensor, vocab_size: int, peak: float) -> torch.T
     return one_hot(tokens, vocab_size) * peak
 
 
+def compute_in_weight_dtype(module: nn.Module) -> None:
+    """dall_e's convolutions cast their input to fp32 off CUDA (and to fp16 on it, whatever
+    the run asked for); these compute in their weights' dtype, the run's precision."""
+    conv_class = import_dall_e().utils.Conv2d
+    for conv in module.modules():
+        if isinstance(conv, conv_class):
+            conv.forward = functools.partial(_conv_in_weight_dtype, conv)
+
+
+def _conv_in_weight_dtype(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x.to(conv.w.dtype), conv.w, conv.b, padding=(conv.kw - 1) // 2)
+
+
 # --------------------------------------------------------------------------- the generator
 
 
@@ -153,8 +167,9 @@ class DVAEGenerator(Generator):
 
         def load():
             decoder = load_part(source, "Decoder", context.device)
+            compute_in_weight_dtype(decoder)
             # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
-            convert_frozen(decoder, torch.float32, channels_last=True)
+            convert_frozen(decoder, context.dtype, channels_last=True)
             return decoder
 
         self.decoder = context.frozen_model(("dvae-decoder", str(source)), load)
@@ -185,7 +200,7 @@ class DVAEGenerator(Generator):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``(1, vocab, h, w)`` code weights -> ``(1, 3, H, W)`` image in [0, 1]."""
-        # On CUDA dall_e runs most convolutions in float16.
+        # dall_e's decoder takes fp32 codes; its first convolution casts them to the run's precision.
         stats = self.decoder(codes.contiguous(memory_format=torch.channels_last)).float()
         mean = torch.sigmoid(stats[:, :3])
         # dall_e.utils.unmap_pixels, with a clamp that still lets gradients pull
