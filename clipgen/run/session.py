@@ -123,7 +123,8 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None,
         targets = encode_targets(perceptor, inputs.prompts, inputs.image_prompts)
     else:
         targets = per_segment[-1]
-    cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment).to(plan.device)
+    cutouts = Cutouts(settings.cutn, settings.cut_pow, perceptor.input_sizes, settings.augment,
+                      resample_dtype=plan.dtype).to(plan.device)
     searched = None
     if settings.init_search:
         searched = search_start(generator, perceptor, cutouts, targets, settings.init_search,

@@ -107,3 +107,16 @@ def test_overview_cutouts_are_the_whole_image_and_no_share_draws_as_before():
     before = cutouts(image)[16]
     torch.manual_seed(1)
     assert torch.equal(cutouts(image, overview=0.0)[16], before)
+
+
+def test_views_resampled_in_half_precision_are_fp32_views_within_its_rounding():
+    image = torch.rand(1, 3, 40, 40, requires_grad=True)
+    views = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(2)
+        views[dtype] = Cutouts(cutn=6, cut_pow=1.0, sizes=(24,), resample_dtype=dtype)(image)[24]
+    assert views[torch.bfloat16].dtype == torch.float32
+    assert not torch.equal(views[torch.bfloat16], views[torch.float32])  # it did run in bf16
+    assert (views[torch.bfloat16] - views[torch.float32]).abs().max() < 2 ** -7  # bf16 keeps 8 bits
+    views[torch.bfloat16].sum().backward()
+    assert image.grad.dtype == torch.float32 and image.grad.abs().sum() > 0
