@@ -66,39 +66,38 @@ class RandomWarp(nn.Module):
 
     def draw_affine(self, n: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """``(n, 3, 3)`` pixel-space maps ``T(centre + shift) · R · Shear · T(−centre)``."""
-        def uniform(spread: torch.Tensor | float, *shape) -> torch.Tensor:
-            return (torch.rand(n, *shape, device=device) * 2 - 1) * spread
+        def uniform(spread: float) -> torch.Tensor:
+            return (torch.rand(n, device=device) * 2 - 1) * spread
 
         angle = torch.deg2rad(uniform(self.degrees))
-        size = torch.tensor([width, height], device=device, dtype=torch.float32)
-        shift = uniform(self.translate * size, 2)
+        shift_x, shift_y = uniform(self.translate * width), uniform(self.translate * height)
         shear = torch.tan(torch.deg2rad(uniform(self.shear)))
         chosen = (torch.rand(n, device=device) < self.p_affine).float()
-        angle, shift, shear = angle * chosen, shift * chosen[:, None], shear * chosen
-        centre = (size - 1) / 2
+        angle, shift_x, shift_y, shear = angle * chosen, shift_x * chosen, shift_y * chosen, shear * chosen
         cos, sin = angle.cos(), angle.sin()
-        linear = torch.stack([torch.stack([cos, cos * shear - sin], -1),
-                              torch.stack([sin, sin * shear + cos], -1)], -2)  # R @ [[1, shear], [0, 1]]
-        offset = centre + shift - (linear @ centre[:, None]).squeeze(-1)
-        return _homogeneous(linear, offset)
+        a, b, c, d = cos, cos * shear - sin, sin, sin * shear + cos  # R @ [[1, shear], [0, 1]]
+        centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+        offset_x = centre_x + shift_x - (a * centre_x + b * centre_y)
+        offset_y = centre_y + shift_y - (c * centre_x + d * centre_y)
+        zero, one = torch.zeros_like(a), torch.ones_like(a)
+        return torch.stack([a, b, offset_x, c, d, offset_y, zero, zero, one], -1).view(n, 3, 3)
 
     def draw_perspective(self, n: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """``(n, 3, 3)`` homographies taking the corners to points up to ``distortion / 2`` of the
         size inwards."""
         right, bottom = width - 1.0, height - 1.0
-        corners = torch.tensor([[0, 0], [right, 0], [right, bottom], [0, bottom]], device=device)
-        inwards = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], device=device)
-        reach = self.distortion / 2 * torch.tensor([right, bottom], device=device)
+        # Built from Python numbers on the device: a tensor of them would be a host-to-device copy.
+        xs = torch.zeros(4, device=device)
+        xs[1:3] = right
+        ys = torch.zeros(4, device=device)
+        ys[2:] = bottom
+        corners = torch.stack([xs, ys], -1)
+        inwards = 1 - 2 * (corners > 0).float()  # towards the middle: + at 0, − at the far side
         chosen = (torch.rand(n, 1, 1, device=device) < self.p_perspective).float()
-        moved = corners + reach * torch.rand(n, 4, 2, device=device) * inwards * chosen
-        return homography(corners.expand(n, 4, 2), moved)
-
-
-def _homogeneous(linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    n = linear.shape[0]
-    top = torch.cat([linear, offset[:, :, None]], dim=2)
-    bottom = torch.tensor([0.0, 0.0, 1.0], device=linear.device).expand(n, 1, 3)
-    return torch.cat([top, bottom], dim=1)
+        reach = torch.rand(n, 4, 2, device=device) * inwards * chosen * (self.distortion / 2)
+        reach[..., 0] *= right
+        reach[..., 1] *= bottom
+        return homography(corners.expand(n, 4, 2), corners + reach)
 
 
 def homography(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -118,23 +117,21 @@ def warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Resample ``(n, C, H, W)`` so that pixel ``p`` of the result is ``x`` at ``matrix⁻¹ p``
     (pixel coordinates, bilinear, border pixels continued outside)."""
     n, _, height, width = x.shape
-    # grid_sample's coordinates (align_corners=False: pixel i's centre is (2i + 1)/W − 1), and back.
-    size = torch.tensor([width, height, 2.0], device=x.device)
-    to_grid = torch.eye(3, device=x.device) * 2 / size
-    to_grid[:2, 2] = 1 / size[:2] - 1
-    from_grid = torch.eye(3, device=x.device) * size / 2
-    from_grid[:2, 2] = (size[:2] - 1) / 2
     # The adjugate is the inverse up to a scale, which the division by the third row cancels.
-    source = to_grid @ adjugate(matrix) @ from_grid  # grid point -> homogeneous source point
-    xs = torch.linspace(1 / width - 1, 1 - 1 / width, width, device=x.device)
-    ys = torch.linspace(1 / height - 1, 1 - 1 / height, height, device=x.device)
+    inverse = adjugate(matrix)
+    xs = torch.arange(width, device=x.device, dtype=torch.float32)
+    ys = torch.arange(height, device=x.device, dtype=torch.float32)
 
     def row(i: int) -> torch.Tensor:  # (n, H, W): one broadcast sum, not a (n, H·W, 3) product
-        along_x = source[:, i, 0, None, None] * xs + source[:, i, 2, None, None]
-        return along_x + source[:, i, 1, None, None] * ys[:, None]
+        along_x = inverse[:, i, 0, None, None] * xs + inverse[:, i, 2, None, None]
+        return along_x + inverse[:, i, 1, None, None] * ys[:, None]
 
     depth = row(2)
-    grid = torch.stack([row(0) / depth, row(1) / depth], dim=-1)
+    # Source pixels to grid_sample's coordinates (align_corners=False: pixel i's centre is
+    # (2i + 1)/W − 1). The grid needs no gradient, so in place.
+    grid_x = (row(0) / depth).mul_(2 / width).add_(1 / width - 1)
+    grid_y = (row(1) / depth).mul_(2 / height).add_(1 / height - 1)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
