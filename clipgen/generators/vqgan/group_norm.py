@@ -6,7 +6,8 @@ slower than its forward and than its own contiguous-layout backward: at 128 chan
 backward took 55–72 ms against 2 ms for the forward alone (2-core AMD EPYC, Zen 4). The
 forward here is torch's own kernel, bit for bit; the backward is the closed form, written
 as per-channel sums and two fused multiply-adds over the activation, all in its
-channels-last layout (21–25 ms for the same case).
+channels-last layout (21–25 ms for the same case; on a 2-core Zen 5 EPYC 36–41 → 15 ms,
+and a VQGAN f16-16384 step at 256² with 32 ViT-B-32 cutouts 1.80 → 1.59 s).
 
 With ``t = x − μ_g``, ``r_g = 1/σ_g`` and ``M`` the elements of a group, the input gradient
 of ``y = w·t·r + b`` is ``r·w·dy − r·mean_g(w·dy) − r³·t·mean_g(w·dy·t)``: per-channel sums
