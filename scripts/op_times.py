@@ -1,12 +1,12 @@
-"""Wall time of every aten op in one VQGAN 256² + ViT-B-32 step (random weights, 32 cutouts),
-timed call by call by a dispatch mode, split into matrix products / convolutions and the
-rest, with the rest's heaviest ops by name and by shape.
+"""Wall time of every aten op in one step of a bench case (random weights; default
+vqgan-256-cut32), timed call by call by a dispatch mode, split into matrix products /
+convolutions and the rest, with the rest's heaviest ops by name and by shape.
 
 torch.profiler's self times overstate ops that write a fresh large tensor on a VM where
 first-touch page faults are dear (5.5 µs each on a 2-core Zen 5 EPYC: 26 ms for a 19 MB
 tensor whose kernel takes 1 ms); here each op is timed as it runs in the step.
 
-    OMP_NUM_THREADS=2 python scripts/op_times.py --threads 2 --precision bf16
+    OMP_NUM_THREADS=2 python scripts/op_times.py --threads 2 --precision bf16 [--preset CASE]
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import argparse
 import collections
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,36 +39,24 @@ class OpTimes(TorchDispatchMode):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="vqgan-256-cut32", help="a loop case of clipgen bench --list")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     parser.add_argument("--rows", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from clipgen.bench import random_models
-    from clipgen.config.settings import resolve_run_settings
-    from clipgen.run.plan import plan_run
-    from clipgen.run.session import build_session
+    from clipgen.bench.cases import case_session, one_step
 
-    folder = Path(tempfile.mkdtemp())
-    flags = {"prompt": "a lighthouse", "generator": "vqgan", "clip": ["ViT-B-32:none"], "size": [256, 256],
-             "cutn": 32, "device": "cpu", "seed": 0, "out": str(folder / "out"), "save_every": 0,
-             "precision": args.precision, "vqgan": {}}
-    settings = resolve_run_settings(flags=flags)
-    settings = replace(settings, options=replace(settings.options, **random_models.random_vqgan(folder / "w")))
-    session = build_session(plan_run(settings))
-
-    def step() -> None:
-        session.generator.zero_grad(set_to_none=True)
-        session.objective.loss_and_backward(session.generator())
-
-    for _ in range(2):
-        step()
-    times = OpTimes()
-    started = time.perf_counter()
-    with times:
-        step()
-    total = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as folder:
+        _, session = case_session(args.preset, Path(folder), device="cpu", precision=args.precision)
+        for _ in range(2):
+            one_step(session)
+        times = OpTimes()
+        started = time.perf_counter()
+        with times:
+            one_step(session)
+        total = time.perf_counter() - started
     matrix = sum(s for (name, _), s in times.seconds.items() if name.split(".")[0] in MATRIX_OPS)
     print(f"step {total * 1e3:.0f} ms: matrix products and convolutions {matrix * 1e3:.0f} ms, "
           f"the rest {(total - matrix) * 1e3:.0f} ms")

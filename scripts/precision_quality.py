@@ -49,9 +49,9 @@ def main() -> None:
         if args.random_generator:
             from pathlib import Path
 
-            from clipgen.bench import random_models
-            write = getattr(random_models, f"random_{args.random_generator}")
-            generator = {"generator": args.random_generator, args.random_generator: write(Path(out) / "weights")}
+            from clipgen.bench.cases import write_random_weights
+            weights = write_random_weights(args.random_generator, Path(out) / "weights")
+            generator = {"generator": args.random_generator, args.random_generator: weights}
         runs = {"fp32": {"precision": "fp32", "compile": "off"},
                 args.variant: {"precision": "bf16", "compile": "off"} if args.variant == "bf16" else
                 {"precision": "fp32", "compile": "on"}}

@@ -60,7 +60,9 @@ CASES: dict[str, BenchCase | PriorCase] = {
 STAGES = ("generator", "cutouts", "clip", "backward", "optimizer", "callbacks")
 
 
-def _write_weights(kind: str, folder: Path) -> dict:
+def write_random_weights(kind: str, folder: Path) -> dict:
+    """Random weights of the real ``kind`` architecture (vqgan, dvae, biggan) in its real file
+    format under ``folder``; returns the generator's options that point at them."""
     return {"vqgan": random_models.random_vqgan, "dvae": random_models.random_dvae,
             "biggan": random_models.random_biggan}[kind](folder)
 
@@ -98,26 +100,16 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
         return run_prior_bench(name, samples=steps, warmup=warmup, device=device, precision=precision)
     case = CASES[name]
     with tempfile.TemporaryDirectory() as tmp:
-        options = dict(case.options, **({"checkpointing": True} if checkpointing else {}))
-        flags = {
-            "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
-            "clip": [clip] if clip else list(case.clip), "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
-            "device": device, "seed": 0, "out": str(Path(tmp) / "out"), "save_every": 0,
-            "precision": precision, "compile": compile, "cut_batch": cut_batch, case.generator: options,
-            **case.flags,
-        }
-        settings = resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
-        if case.weights:
-            weight_files = _write_weights(case.weights, Path(tmp) / "weights")
-            settings = replace(settings, options=replace(settings.options, **weight_files))
-        plan = plan_run(settings)
-        session = build_session(plan)
+        plan, session = case_session(name, Path(tmp), device=device, clip=clip, size=size, cutn=cutn,
+                                     precision=precision, cut_batch=cut_batch, checkpointing=checkpointing,
+                                     compile=compile)
+        settings = plan.settings
         dev = session.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         tally, early_peaks = None, None
         if with_roofline:  # counted and measured before the timed steps too (see roofline())
-            tally = count_flops(lambda: _one_step(session))
+            tally = count_flops(lambda: one_step(session))
             early_peaks = measure_peaks(tally, roofline_precisions(dev, precision_name(plan.dtype)), dev)
         clock = StepClock(dev, warmup)
         optimize(session.generator, clock.objective(session.objective), session.optimizer, warmup + steps,
@@ -125,7 +117,7 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
                  check_every=check_interval(dev, settings.save_every, 0))
         elapsed = clock.timer.elapsed()
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
-        ops = profile_step(lambda: _one_step(session), profile_ops) if profile_ops else None
+        ops = profile_step(lambda: one_step(session), profile_ops) if profile_ops else None
     timed = max(clock.steps, 1)
     result = {
         "preset": name, "description": case.description, "device": str(dev),
@@ -148,7 +140,28 @@ def run_bench(name: str, steps: int = 5, warmup: int = 1, device: str = "auto", 
     return result
 
 
-def _one_step(session) -> None:
+def case_session(name: str, folder: Path, device: str = "auto", clip: str | None = None, size: int | None = None,
+                 cutn: int | None = None, precision: str = "auto", cut_batch: int | None = None,
+                 checkpointing: bool = False, compile: str = "auto"):
+    """``(plan, session)`` of the loop case ``name``, its random weights written under ``folder``."""
+    case = CASES[name]
+    options = dict(case.options, **({"checkpointing": True} if checkpointing else {}))
+    flags = {
+        "prompt": "a lighthouse on a cliff at dusk", "generator": case.generator,
+        "clip": [clip] if clip else list(case.clip), "size": [size or case.size] * 2, "cutn": cutn or case.cutn,
+        "device": device, "seed": 0, "out": str(folder / "out"), "save_every": 0,
+        "precision": precision, "compile": compile, "cut_batch": cut_batch, case.generator: options,
+        **case.flags,
+    }
+    settings = resolve_run_settings(flags=flags)  # a bad value fails here, before any weights are written
+    if case.weights:
+        weight_files = write_random_weights(case.weights, folder / "weights")
+        settings = replace(settings, options=replace(settings.options, **weight_files))
+    plan = plan_run(settings)
+    return plan, build_session(plan)
+
+
+def one_step(session) -> None:
     """The arithmetic of one step, for counting: forward, cutouts, CLIP and both backwards."""
     session.generator.zero_grad(set_to_none=True)
     session.objective.loss_and_backward(session.generator())

@@ -155,7 +155,7 @@ class CutoutNoise(nn.Module):
 
 
 #: Rec. 601 luma: the grey a colour jitter keeps fixed.
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 class ColourJitter(nn.Module):
@@ -168,14 +168,13 @@ class ColourJitter(nn.Module):
     contrast scale, saturation mixes towards the luma grey and hue rotates about the grey
     axis (3×3 matrices), and the contrast's pivot, the cutout's mean luma, only shifts
     every channel alike (saturation and hue keep grey). So a cutout costs one reduction
-    and one 3×3 map over its pixels, not a dozen full passes each way (:func:`jitter_steps`
-    is the step-by-step form, for the tests)."""
+    and one 3×3 map over its pixels, not a dozen full passes each way."""
 
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float):
         super().__init__()
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
         # A buffer, so it moves with the module: made in the step, it would be a host-to-device copy.
-        self.register_buffer("luma", torch.tensor(_LUMA), persistent=False)
+        self.register_buffer("luma", torch.tensor(LUMA), persistent=False)
 
     def draw(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per cutout: the brightness, contrast and saturation factors, the hue angle, and
@@ -201,20 +200,6 @@ class ColourJitter(nn.Module):
         shift = ((1 - contrast) * brightness * mean_luma).view(-1, 1, 1, 1)
         out = torch.einsum("nij,njhw->nihw", colour, x) + shift
         return torch.where(chosen, out.clamp(0, 1), x)
-
-
-def jitter_steps(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
-                 hue: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """:class:`ColourJitter` one step at a time, with its draws: what the fused map must equal."""
-    luma = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
-    per_cutout = lambda value: value.view(-1, 1, 1, 1)  # noqa: E731
-    out = x * per_cutout(brightness)
-    mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-    out = mean + (out - mean) * per_cutout(contrast)
-    grey = (out * luma).sum(1, keepdim=True)
-    out = grey + (out - grey) * per_cutout(saturation)
-    out = torch.einsum("nij,njhw->nihw", hue_rotation(hue), out)
-    return torch.where(chosen, out.clamp(0, 1), x)
 
 
 def hue_rotation(angle: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """clipgen/guidance/augmentations.py: the cutout augmentations."""
+
 import math
 
 import torch
 
+from clipgen.guidance.augmentations import LUMA, hue_rotation
+
 
 def test_hue_rotation_turns_colours_about_the_grey_axis():
-    from clipgen.guidance.augmentations import hue_rotation
-
     third = hue_rotation(torch.tensor([2 * math.pi / 3]))[0]
     assert torch.allclose(third @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)  # red -> green
     grey = torch.tensor([0.4, 0.4, 0.4])
@@ -29,8 +30,22 @@ def test_colour_jitter_moves_colours_within_its_spreads_and_keeps_gradients():
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def jitter_steps(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                 hue: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """ColourJitter one step at a time, with its draws: what its single colour map must equal."""
+    luma = torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    per_cutout = lambda value: value.view(-1, 1, 1, 1)  # noqa: E731
+    out = x * per_cutout(brightness)
+    mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    out = mean + (out - mean) * per_cutout(contrast)
+    grey = (out * luma).sum(1, keepdim=True)
+    out = grey + (out - grey) * per_cutout(saturation)
+    out = torch.einsum("nij,njhw->nihw", hue_rotation(hue), out)
+    return torch.where(chosen, out.clamp(0, 1), x)
+
+
 def test_colour_jitter_is_its_four_steps_composed_into_one_colour_map():
-    from clipgen.guidance.augmentations import ColourJitter, jitter_steps
+    from clipgen.guidance.augmentations import ColourJitter
 
     jitter = ColourJitter(0.3, 0.3, 0.3, 0.1, p=0.7)
     x = torch.rand(16, 3, 9, 7, dtype=torch.float64, requires_grad=True)
