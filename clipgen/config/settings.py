@@ -73,8 +73,11 @@ class Settings:
     cut_schedule: str = option("", help="Cutout kinds over the run, e.g. 'overview:0-40%,inner:40-100%' (overview: "
                                         "the whole image; inner: random crops; mixed: half each; the rest: inner)")
     init_search: int = option(0, help="Score N random starts with CLIP (augmented) and start from the best "
-                                      "(0: the generator's own start)", min=0, max=100_000)
+                                      "(0: the generator's own start; --init-image or a prior start replaces it)", min=0, max=100_000)
     init_search_views: int = option(8, help="Augmented views per start that --init-search scores", min=1, max=256)
+    init_search_shapes: bool = option(False, help="--init-search draws shape images (a flat field and one blob of "
+                                                  "another colour) that the generator encodes, not its own random "
+                                                  "starts (generators that start from an image)")
     init_mix: int = option(0, help="Start from the softmax-weighted mix of the best K searched starts "
                                    "(FuseDream; 0 or 1: the best alone)", min=0, max=100_000)
     eval_clip: tuple[str, ...] = option((), help="Held-out CLIP model(s), outside the guidance, that score the "

@@ -20,7 +20,7 @@ import torch
 from clipgen.config.settings import Settings
 from clipgen.errors import PromptError, SettingsError
 from clipgen.generators import get_generator_class
-from clipgen.generators.base import FrozenModels, RandomStarts, StartsFromPrior
+from clipgen.generators.base import EncodesImages, FrozenModels, RandomStarts, StartsFromPrior
 from clipgen.guidance.clip_specs import ClipSpec, clip_input_size, parse_clip_spec
 from clipgen.guidance.augmentations import check_augmentations
 from clipgen.guidance.cutouts import CutPhase, parse_cut_schedule
@@ -103,7 +103,7 @@ def check_settings(settings: Settings) -> None:
     if (settings.video or settings.gif) and settings.save_every == 0:
         raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
     check_animation(settings, get_generator_class(settings.generator))
-    from_prior = isinstance(settings.options, StartsFromPrior) and settings.options.prior_start() is not None
+    from_prior = starts_from_prior(settings)
     if settings.steps == 0 and not from_prior:
         raise SettingsError("--steps 0 leaves nothing to do without a prior start; give --steps N, or start "
                             "from a prior (--set vqgan.init=prior, e.g. --preset toy-dalle)")
@@ -118,9 +118,9 @@ def check_settings(settings: Settings) -> None:
         if not issubclass(get_generator_class(settings.generator), RandomStarts):
             raise SettingsError(f"generator {settings.generator!r} cannot draw random starts, so --init-search "
                                 "does not apply to it; drop --init-search")
-        if settings.init_image or from_prior:
-            raise SettingsError("--init-search draws random starts; it cannot be combined with --init-image or "
-                                "a prior start (which already ranks its samples); drop one of them")
+        if settings.init_search_shapes and not issubclass(get_generator_class(settings.generator), EncodesImages):
+            raise SettingsError(f"generator {settings.generator!r} cannot start from an image, so it cannot draw "
+                                "shape starts; drop init_search_shapes")
     guiding = {parse_clip_spec(s).label for s in settings.clip}
     for spec in settings.eval_clip:
         if parse_clip_spec(spec).label in guiding:
@@ -131,6 +131,10 @@ def check_settings(settings: Settings) -> None:
             raise SettingsError(f"--keep {settings.keep} is more than --candidates {settings.candidates}")
         if not settings.prompt:
             raise SettingsError("ranking candidates needs a text prompt")
+
+
+def starts_from_prior(settings: Settings) -> bool:
+    return isinstance(settings.options, StartsFromPrior) and settings.options.prior_start() is not None
 
 
 def estimate_peak(settings: Settings, clip: tuple[ClipSpec, ...], dtype: torch.dtype) -> int:
@@ -152,6 +156,10 @@ def plan_run(settings: Settings) -> RunPlan:
                estimate_peak(settings, inputs.clip, precision.dtype))
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
+    if settings.init_search and (settings.init_image or starts_from_prior(settings)):
+        # The init image or the prior's best sample is the start: there is no random start to
+        # search for (a preset's init_search must not make --init-image an error).
+        settings = replace(settings, init_search=0, init_mix=0)
     compiling = compile_choice(settings, inputs.clip, device, precision.dtype)
     return RunPlan(settings, device, precision.dtype, inputs, precision, compiling)
 

@@ -128,7 +128,8 @@ def build_session(plan: RunPlan, perceptor: Perceptor | None = None,
     searched = None
     if settings.init_search:
         searched = search_start(generator, perceptor, cutouts, targets, settings.init_search,
-                                settings.init_search_views, settings.seed, mix=settings.init_mix)
+                                settings.init_search_views, settings.seed, mix=settings.init_mix,
+                                shapes=settings.init_search_shapes)
     anchor = None
     if settings.latent_l2:
         # Taken after any start search. state.pt keeps it: a resumed refinement rebuilds its

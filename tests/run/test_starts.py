@@ -91,15 +91,18 @@ def test_a_run_with_init_search_records_it_and_starts_better(tiny_clip, tmp_path
     assert searched.initial_similarity != plain.initial_similarity
 
 
-def test_init_search_with_an_init_image_is_one_line_and_exit_2(run_cli, tiny_clip, tmp_path):
+def test_an_init_image_replaces_the_search(tiny_clip, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32), (10, 200, 10)).save(tmp_path / "start.png")
-    code, out, err = run_cli(["generate", "a fox", "--clip", tiny_clip, "--generator", "pixels", "--size", "32x32",
-                              "--init-image", str(tmp_path / "start.png"), "--init-search", "8",
-                              "--out", str(tmp_path / "o")])
-    assert code == 2 and "--init-search" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "o").exists()
+    result = clipgen.generate("a fox", clip=[tiny_clip], generator="pixels", size=(32, 32), cutn=2, steps=1,
+                              init_image=str(tmp_path / "start.png"), init_search=8, save_every=0,
+                              out=str(tmp_path / "o"))
+    record = json.loads(Path(result.paths["run_json"]).read_text())
+    assert "start_search" not in record and record["settings"]["init_search"] == 0
+    # One step from the init image: still nearly its green, not a searched start's colours.
+    pixels = torch.tensor(list(result.image.getdata()), dtype=torch.float32).mean(0)
+    assert pixels[1] > 150 and pixels[0] < 60 and pixels[2] < 60
 
 
 def test_mix_weights_favour_the_lowest_losses_and_sum_to_one():
@@ -130,3 +133,55 @@ def test_a_mix_larger_than_the_search_is_one_line_and_exit_2(run_cli, tiny_clip,
                             "--init-search", "2", "--set", "init_mix=4", "--out", str(tmp_path / "o")])
     assert code == 2 and "init_mix 4" in err and "--init-search" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_shape_image_is_a_flat_field_and_one_blob_of_another_colour_drawn_from_torchs_rng():
+    from clipgen.run.starts import shape_image
+
+    torch.manual_seed(7)
+    image = shape_image(48, 64)
+    torch.manual_seed(7)
+    assert torch.equal(image, shape_image(48, 64))
+    assert image.shape == (1, 3, 48, 64) and 0 <= float(image.min()) and float(image.max()) <= 1
+    corners = image[0, :, [0, 0, -1, -1], [0, -1, 0, -1]].T  # the blob stays in the middle half, clear of them
+    assert torch.allclose(corners, corners[:1].expand(4, 3), atol=1e-4)
+    # Two colours and the one-pixel soft edge between them: most pixels are one or the other.
+    pixels = image[0].flatten(1).T
+    field_colour = corners[0]
+    blob_colour = pixels[(pixels - field_colour).abs().amax(1).argmax()]
+    field = (pixels - field_colour).abs().amax(1) < 1e-3
+    blob = (pixels - blob_colour).abs().amax(1) < 1e-3
+    assert field.float().mean() > 0.5 and blob.float().mean() > 0.02 and (field | blob).float().mean() > 0.9
+    # Extremes (white, black, pure hues) as often as mid-tones: the optimiser reaches them slowly.
+    corner_colours = torch.cat([shape_image(8, 8)[0, :, 0, 0] for _ in range(300)])
+    assert 0.55 < float(((corner_colours < 0.18) | (corner_colours > 0.82)).float().mean()) < 0.8
+
+
+def test_a_shape_start_search_leaves_the_generator_at_the_encoded_shape_of_the_chosen_start(perceptor):
+    from clipgen.generators.pixels import PixelGenerator, PixelOptions
+    from clipgen.generators.base import GeneratorContext
+    from clipgen.run.starts import shape_image
+
+    planted = 4
+    torch.manual_seed(start_seed(11, planted))
+    wanted = shape_image(32, 32)
+    targets = encode_targets(perceptor, [], [(_pil(wanted), 1.0)])
+    generator = PixelGenerator((32, 32), PixelOptions(), GeneratorContext(device=CPU))
+    found = search_start(generator, perceptor, Cutouts(4, 1.0, perceptor.input_sizes), targets,
+                         count=8, views=4, seed=11, shapes=True)
+    assert found.chosen == planted
+    assert torch.allclose(generator().detach(), wanted.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+
+
+def test_shape_starts_for_a_generator_that_cannot_start_from_an_image_is_one_line_and_exit_2(run_cli, tiny_clip,
+                                                                                             tmp_path):
+    code, _, err = run_cli(["generate", "a fox", "--clip", tiny_clip, "--generator", "clipdraw", "--size", "32x32",
+                            "--init-search", "4", "--set", "init_search_shapes=true", "--out", str(tmp_path / "o")])
+    assert code == 2 and "init_search_shapes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def _pil(image: torch.Tensor):
+    from clipgen.outputs.images import tensor_to_pil
+
+    return tensor_to_pil(image)
