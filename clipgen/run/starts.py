@@ -65,13 +65,9 @@ def shape_image(height: int, width: int, device: torch.device | str = "cpu") -> 
     drawn from torch's RNG. The blob is star-shaped about a centre in the middle half of
     the image, its radius a fraction 0.12–0.3 of the shorter side times ``1 + a·cos(kθ + φ)``
     (k lobes, 0 to 5: a disc, an oval, rounded triangles, squares and stars), with a
-    one-pixel soft edge.
-
-    Each colour channel is ``sigmoid(3·n)``, n standard normal: two thirds of the draws lie
-    beyond 0.18 or 0.82, so white, black and pure hues are offered as often as mid-tones.
-    The optimiser moves mid-tones easily but reaches the extremes slowly (generators map
-    through a sigmoid, flat there), so the search is where the extremes must come from."""
-    field, blob = torch.sigmoid(torch.randn(2, 3) * 3.0)
+    one-pixel soft edge. Colours are uniform in the RGB cube (measured against a prior
+    that offers white, black and pure hues more often: no better; README, Quality)."""
+    field, blob = torch.rand(2, 3)
     cx, cy = (torch.rand(2) * 0.5 + 0.25).tolist()
     radius = (float(torch.rand(())) * 0.18 + 0.12) * min(height, width)
     lobes = int(torch.randint(0, 6, ()))

@@ -152,9 +152,6 @@ def test_a_shape_image_is_a_flat_field_and_one_blob_of_another_colour_drawn_from
     field = (pixels - field_colour).abs().amax(1) < 1e-3
     blob = (pixels - blob_colour).abs().amax(1) < 1e-3
     assert field.float().mean() > 0.5 and blob.float().mean() > 0.02 and (field | blob).float().mean() > 0.9
-    # Extremes (white, black, pure hues) as often as mid-tones: the optimiser reaches them slowly.
-    corner_colours = torch.cat([shape_image(8, 8)[0, :, 0, 0] for _ in range(300)])
-    assert 0.55 < float(((corner_colours < 0.18) | (corner_colours > 0.82)).float().mean()) < 0.8
 
 
 def test_a_shape_start_search_leaves_the_generator_at_the_encoded_shape_of_the_chosen_start(perceptor):
