@@ -130,6 +130,8 @@ def test_toy_vqgan_can_start_from_the_prior(tmp_path):
                               save_every=0, offline=True, set=["vqgan.init=prior"])
     record = _record(result.paths["folder"])
     assert record["kind"] == "prior" and record["prior"]["name"] == "toy" and len(record["candidates"]) == 4
+    # The preset searches shape starts; the prior's best sample is the start instead.
+    assert record["settings"]["init_search"] == 0 and "start_search" not in record
 
 
 def test_steps_0_without_a_prior_is_an_error(run_cli, tmp_path):
