@@ -28,6 +28,7 @@ from clipgen.guidance.prompts import Prompt, parse_image_prompt, parse_prompts
 from clipgen.hardware import PrecisionChoice, check_fits, choose_precision, estimate_bytes, resolve_device
 from clipgen.inputs import load_image
 from clipgen.outputs.naming import check_writable, slugify
+from clipgen.priors.base import PriorStart
 from clipgen.run.animate import check_animation
 from clipgen.run.compiling import CompileChoice, choose_compile, ledger_key, read_record
 from clipgen.run.story import Segment, parse_story
@@ -103,7 +104,7 @@ def check_settings(settings: Settings) -> None:
     if (settings.video or settings.gif) and settings.save_every == 0:
         raise SettingsError("--video/--gif need frames; set --save-every N (N > 0)")
     check_animation(settings, get_generator_class(settings.generator))
-    from_prior = starts_from_prior(settings)
+    from_prior = prior_start(settings) is not None
     if settings.steps == 0 and not from_prior:
         raise SettingsError("--steps 0 leaves nothing to do without a prior start; give --steps N, or start "
                             "from a prior (--set vqgan.init=prior, e.g. --preset toy-dalle)")
@@ -133,8 +134,9 @@ def check_settings(settings: Settings) -> None:
             raise SettingsError("ranking candidates needs a text prompt")
 
 
-def starts_from_prior(settings: Settings) -> bool:
-    return isinstance(settings.options, StartsFromPrior) and settings.options.prior_start() is not None
+def prior_start(settings: Settings) -> PriorStart | None:
+    """What the run's start tokens are sampled from, or None for the generator's own start."""
+    return settings.options.prior_start() if isinstance(settings.options, StartsFromPrior) else None
 
 
 def estimate_peak(settings: Settings, clip: tuple[ClipSpec, ...], dtype: torch.dtype) -> int:
@@ -156,7 +158,7 @@ def plan_run(settings: Settings) -> RunPlan:
                estimate_peak(settings, inputs.clip, precision.dtype))
     if settings.seed is None:
         settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
-    if settings.init_search and (settings.init_image or starts_from_prior(settings)):
+    if settings.init_search and (settings.init_image or prior_start(settings) is not None):
         # The init image or the prior's best sample is the start: there is no random start to
         # search for (a preset's init_search must not make --init-image an error).
         settings = replace(settings, init_search=0, init_mix=0)

@@ -23,33 +23,28 @@ from PIL import Image
 from clipgen.atomic import atomic_path
 from clipgen.config.settings import Settings, offline_from_environment
 from clipgen.errors import SettingsError
-from clipgen.generators.base import StartsFromPrior, TokenGrid
+from clipgen.generators.base import TokenGrid
 from clipgen.guidance.perceptor import Perceptor, load_perceptor
 from clipgen.hardware import peak_rss_mb
 from clipgen.outputs.contact_sheet import Card, write_cards
 from clipgen.outputs.images import grid_image, save_png, tensor_to_pil
 from clipgen.outputs.naming import make_run_dir
 from clipgen.outputs.run_record import is_finished, read_record, write_record
-from clipgen.priors.base import PriorContext, PriorStart
+from clipgen.priors.base import PriorContext
 from clipgen.priors.registry import load_prior
 from clipgen.priors.sampling import Sampling, sample_grids
 from clipgen.run.candidates import rank_scores
-from clipgen.run.plan import RunPlan, plan_run
+from clipgen.run.plan import RunPlan, plan_run, prior_start
 from clipgen.run.session import load_run_perceptor, make_generator
 from clipgen.run.single import Result, RunInterrupted, resume_run, run_single
 
 SAMPLE_BATCH = 16
 
 
-def prior_start(plan: RunPlan) -> PriorStart | None:
-    options = plan.settings.options
-    return options.prior_start() if isinstance(options, StartsFromPrior) else None
-
-
 def run_prior(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | None = None,
               folder_name: str | None = None) -> Result:
     started = time.perf_counter()
-    settings, start = plan.settings, prior_start(plan)
+    settings, start = plan.settings, prior_start(plan.settings)
     callbacks = list(callbacks)
     if not settings.prompt:
         raise SettingsError("a prior start needs a text prompt (the prior writes tokens for a text)")

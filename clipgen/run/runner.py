@@ -9,9 +9,9 @@ from typing import Iterable
 from clipgen.config.settings import Settings
 from clipgen.guidance.perceptor import Perceptor
 from clipgen.run.candidates import run_candidates
-from clipgen.run.plan import RunPlan, plan_run
+from clipgen.run.plan import RunPlan, plan_run, prior_start
 from clipgen.outputs.run_record import read_record
-from clipgen.run.prior_run import prior_start, resume_prior, run_prior
+from clipgen.run.prior_run import resume_prior, run_prior
 from clipgen.run.single import Result, resume_run, run_single
 
 
@@ -26,7 +26,7 @@ def run_plan(plan: RunPlan, callbacks: Iterable = (), perceptor: Perceptor | Non
              folder_name: str | None = None) -> Result:
     """Run a planned generation: prior samples ranked and refined, one seed, or several seeds
     ranked by CLIP."""
-    if prior_start(plan) is not None:
+    if prior_start(plan.settings) is not None:
         return run_prior(plan, callbacks, perceptor, folder_name)
     if plan.settings.candidates > 1:
         return run_candidates(plan, callbacks=callbacks, perceptor=perceptor, folder_name=folder_name)

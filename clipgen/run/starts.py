@@ -81,7 +81,7 @@ def shape_image(height: int, width: int, device: torch.device | str = "cpu") -> 
     return image[None].to(device)
 
 
-def start_drawer(generator: Generator, shapes: bool) -> Callable[[], None]:
+def start_drawer(generator: Generator, shapes: bool, device: torch.device) -> Callable[[], None]:
     """What one draw of the search does to ``generator``: its own random start, or a
     :func:`shape_image` it encodes."""
     if not shapes:
@@ -90,11 +90,7 @@ def start_drawer(generator: Generator, shapes: bool) -> Callable[[], None]:
         return generator.random_start
     if not isinstance(generator, EncodesImages):
         raise TypeError(f"{type(generator).__name__} cannot start from an image")
-    return lambda: generator.init_from_image(shape_image(generator.height, generator.width, _device(generator)))
-
-
-def _device(generator: Generator) -> torch.device:
-    return next(generator.parameters()).device
+    return lambda: generator.init_from_image(shape_image(generator.height, generator.width, device))
 
 
 def start_seed(seed: int, index: int) -> int:
@@ -120,8 +116,8 @@ def search_start(generator: Generator, perceptor: Perceptor, cutouts: Cutouts, t
                  count: int, views: int, seed: int, mix: int = 0, shapes: bool = False) -> StartSearch:
     """Leave ``generator`` at the best of ``count`` random starts (or at the weighted mix of
     the best ``mix``, when ``mix`` > 1); returns every start's score."""
-    draw = start_drawer(generator, shapes)
     device = next(iter(targets)).embeds.device
+    draw = start_drawer(generator, shapes, device)
     devices = [device] if device.type == "cuda" else []
     losses: list[float] = []
     with torch.random.fork_rng(devices=devices):
