@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-MATRIX_OPS = ("mm", "addmm", "bmm", "convolution", "convolution_backward", "mkldnn_convolution")
+MATRIX_OPS = ("mm", "addmm", "bmm", "convolution", "convolution_backward", "mkldnn_convolution", "_linear_pointwise")
 
 
 class OpTimes(TorchDispatchMode):

@@ -24,7 +24,8 @@ LAYERS = (
     ("registry", ("clipgen.generators.registry",)),
     # Priors only compute token logits; generators (VQGAN's init=prior) and the run use them.
     ("priors", ("clipgen.priors",)),
-    ("weights and hardware", ("clipgen.weights", "clipgen.hardware", "clipgen.kernel_rates", "clipgen.inputs")),
+    ("weights and hardware", ("clipgen.weights", "clipgen.hardware", "clipgen.kernel_rates", "clipgen.packed_linear",
+                              "clipgen.inputs")),
     ("leaves", ("clipgen.errors", "clipgen.atomic", "clipgen")),
 )
 

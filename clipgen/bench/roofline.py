@@ -22,8 +22,18 @@ from torch.utils.flop_counter import flop_registry
 from clipgen.kernel_rates import DTYPES, conv_rate, matmul_rate
 
 aten = torch.ops.aten
+PACKED_LINEAR = torch.ops.mkldnn._linear_pointwise  # clipgen.packed_linear's product: (x, packed weight, ...)
 CONV_OPS = {aten.convolution, aten._convolution, aten.convolution_backward}
-MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}  # attention kernels count, but have no probe shape
+# attention kernels count, but have no probe shape
+MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, PACKED_LINEAR}
+
+
+def _packed_linear_flops(x, packed, *args, out_val=None, **kwargs) -> int:
+    return 2 * x.shape[0] * x.shape[1] * packed.shape[0]
+
+
+#: Formulas for ops torch's flop counter does not know.
+FLOP_FORMULAS = {PACKED_LINEAR: _packed_linear_flops}
 
 
 @dataclass
@@ -54,7 +64,7 @@ class CountFlops(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         packet = func._overloadpacket
-        formula = flop_registry.get(packet)
+        formula = FLOP_FORMULAS.get(packet) or flop_registry.get(packet)
         if formula is not None:
             flops = int(formula(*args, **kwargs, out_val=out))
             kind = "conv" if packet in CONV_OPS else "matmul"
@@ -74,6 +84,9 @@ def _shape_key(packet, args) -> tuple:
         stride, padding = int(rest[0][0]), int(rest[1][0])
         return (int(x.shape[1]), int(weight.shape[0]), int(x.shape[-2]), int(x.shape[-1]), int(weight.shape[-1]),
                 stride, padding)
+    if packet is PACKED_LINEAR:
+        x, packed = args[0], args[1]
+        return (int(x.shape[0]), int(x.shape[1]), int(packed.shape[0]))
     a, b = [t for t in args if isinstance(t, torch.Tensor) and t.ndim >= 2][-2:]
     batch = a.shape[0] if a.ndim == 3 else 1
     return (int(batch * a.shape[-2]), int(a.shape[-1]), int(b.shape[-1]))

@@ -7,6 +7,7 @@ cutout from torch's generator on the batch's device (no host sync).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import kornia.augmentation as K
@@ -142,6 +143,10 @@ def adjugate(matrix: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.linalg.cross(c1, c2), torch.linalg.cross(c2, c0), torch.linalg.cross(c0, c1)], dim=1)
 
 
+#: From this many values on, CPU noise is drawn in two halves (see :func:`cpu_noise`).
+NOISE_SPLIT_AT = 2**21
+
+
 class CutoutNoise(nn.Module):
     """Gaussian noise with a per-cutout strength drawn from U(0, max_std)."""
 
@@ -151,7 +156,38 @@ class CutoutNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         strength = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * self.max_std
-        return x + strength * torch.randn_like(x)
+        large = x.device.type == "cpu" and x.numel() >= NOISE_SPLIT_AT and x.shape[0] > 1
+        return x + strength * (cpu_noise(x) if large else torch.randn_like(x))
+
+
+_noise_worker: ThreadPoolExecutor | None = None
+
+
+def cpu_noise(like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise shaped like ``like``, its two halves (along the batch) drawn
+    from two generators seeded from torch's, on two cores when torch may use two.
+
+    torch's CPU generator is serial: 32 cutouts at 224² took 12 ms of a 1.5 s step on
+    one core while the other waited. The halves and their seeds do not depend on the
+    thread count, so a seed makes the same image at any ``--threads``."""
+    global _noise_worker
+    seeds = torch.randint(2**62, (2,)).tolist()  # from the run's stream: a resumed run draws the same
+    noise = torch.empty_like(like)
+    half = like.shape[0] // 2
+
+    def fill(part: torch.Tensor, seed: int) -> None:
+        part.normal_(generator=torch.Generator().manual_seed(seed))
+
+    if torch.get_num_threads() < 2:
+        fill(noise[:half], seeds[0])
+        fill(noise[half:], seeds[1])
+        return noise
+    if _noise_worker is None:
+        _noise_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipgen-noise")
+    second = _noise_worker.submit(fill, noise[half:], seeds[1])
+    fill(noise[:half], seeds[0])
+    second.result()
+    return noise
 
 
 #: Rec. 601 luma: the grey a colour jitter keeps fixed.

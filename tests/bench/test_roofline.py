@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from clipgen.bench.roofline import count_flops, floor_seconds, roofline
+from clipgen.packed_linear import FrozenLinear, packing_available
 
 
 def test_flops_of_a_conv_and_a_linear_are_counted_by_kind():
@@ -30,6 +31,15 @@ def test_backward_through_a_frozen_conv_counts_the_input_gradient_only():
     tally = count_flops(lambda: conv(x).sum().backward())
     assert tally.conv == 2 * forward  # forward + grad of the input, no weight gradient
     assert tally.heaviest("conv") == (4, 8, 16, 16, 3, 2, 1)
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN packed linear")
+def test_products_through_packed_weights_count_as_matmuls():
+    layer = FrozenLinear(nn.Linear(16, 32).requires_grad_(False))
+    x = torch.randn(5, 16, requires_grad=True)
+    tally = count_flops(lambda: layer(x).sum().backward())
+    assert tally.matmul == 2 * (2 * 5 * 16 * 32)  # forward, and the input's gradient
+    assert tally.heaviest("matmul") in {(5, 16, 32), (5, 32, 16)}
 
 
 def test_floor_adds_each_kind_at_its_own_peak():

@@ -446,17 +446,23 @@ def _channels_last_group_norm(dtype, requires_grad=False):
     return norm.to(dtype), x.requires_grad_()
 
 
-def test_frozen_group_norm_is_torchs_forward_with_a_backward_as_exact_as_torchs():
-    from clipgen.generators.vqgan.group_norm import group_norm
+@pytest.mark.parametrize("with_silu", [False, True])
+def test_frozen_group_norm_is_torchs_forward_with_a_backward_as_exact_as_torchs(with_silu):
+    from clipgen.generators.vqgan.group_norm import group_norm, group_norm_silu
+
+    def torchs(x, weight, bias):
+        y = F.group_norm(x, 8, weight, bias, 1e-6)
+        return F.silu(y) if with_silu else y
 
     norm, x = _channels_last_group_norm(torch.bfloat16)
     upstream = torch.randn(x.shape).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    got = group_norm(norm, x)
-    assert torch.equal(got, F.group_norm(x, 8, norm.weight, norm.bias, 1e-6))  # forward: torch's kernel
+    got = (group_norm_silu if with_silu else group_norm)(norm, x)
+    assert got.grad_fn.name().startswith("_FrozenGroupNorm")
+    assert torch.equal(got, torchs(x, norm.weight, norm.bias))  # forward: torch's kernels
     (have,) = torch.autograd.grad(got, x, upstream)
-    (want,) = torch.autograd.grad(F.group_norm(x, 8, norm.weight, norm.bias, 1e-6), x, upstream)
+    (want,) = torch.autograd.grad(torchs(x, norm.weight, norm.bias), x, upstream)
     x64 = x.detach().double().requires_grad_()
-    reference = F.group_norm(x64, 8, norm.weight.double(), norm.bias.double(), 1e-6)
+    reference = torchs(x64, norm.weight.double(), norm.bias.double())
     (exact,) = torch.autograd.grad(reference, x64, upstream.double())
     scale = exact.abs().max()
     assert have.is_contiguous(memory_format=torch.channels_last)

@@ -117,3 +117,41 @@ def test_random_warp_draws_within_its_ranges_and_leaves_unchosen_cutouts_alone()
     assert (moved.abs() <= torch.tensor([5.9, 3.9]) + 1e-3).all()  # up to 10% of the size
     x = torch.rand(3, 3, 16, 16)
     assert torch.allclose(RandomWarp(True, True, p_affine=0, p_perspective=0)(x), x, atol=1e-5)
+
+
+def _noise_at(threads: int, seed: int) -> torch.Tensor:
+    from clipgen.guidance.augmentations import cpu_noise
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        return cpu_noise(torch.empty(6, 3, 40, 40))
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_split_cpu_noise_is_standard_normal_and_the_same_at_any_thread_count():
+    one, two = _noise_at(1, seed=0), _noise_at(2, seed=0)
+    assert torch.equal(one, two)  # a seed makes the same image at any --threads
+    assert torch.equal(_noise_at(2, seed=0), two) and not torch.equal(_noise_at(2, seed=1), two)
+    assert not torch.allclose(two[:3], two[3:])  # the halves come from different generators
+    assert abs(two.mean().item()) < 0.02 and abs(two.std().item() - 1) < 0.02
+
+
+def test_cutout_noise_of_a_large_batch_draws_the_split_noise(monkeypatch):
+    import clipgen.guidance.augmentations as augmentations
+
+    x = torch.rand(6, 3, 40, 40)
+    monkeypatch.setattr(augmentations, "NOISE_SPLIT_AT", x.numel())
+    torch.manual_seed(3)
+    out = augmentations.CutoutNoise(max_std=0.1)(x)
+    torch.manual_seed(3)
+    strength = torch.rand(6, 1, 1, 1) * 0.1
+    assert torch.allclose(out, x + strength * augmentations.cpu_noise(x))
+    monkeypatch.setattr(augmentations, "NOISE_SPLIT_AT", x.numel() + 1)
+    torch.manual_seed(3)
+    out = augmentations.CutoutNoise(max_std=0.1)(x)
+    torch.manual_seed(3)
+    strength = torch.rand(6, 1, 1, 1) * 0.1
+    assert torch.allclose(out, x + strength * torch.randn_like(x))  # below the size: one draw, as before

@@ -10,7 +10,8 @@ from torch import nn
 
 from clipgen.guidance.perceptor import load_perceptor
 from clipgen.guidance.tower_kernels import (EXPLICIT_ATTENTION_LIMIT, LinearPatchEmbed, PackedSelfAttention, attend,
-                                            fold_batch_norms, linear_patch_embed, pack_attention)
+                                            fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
+from clipgen.packed_linear import FrozenLinear
 
 CPU = torch.device("cpu")
 
@@ -31,14 +32,15 @@ def _output_and_input_grad(tower: nn.Module, images: torch.Tensor):
     return out.detach(), images.grad
 
 
-@pytest.mark.parametrize("rewrite, replaced", [(pack_attention, PackedSelfAttention),
-                                               (linear_patch_embed, LinearPatchEmbed)])
-def test_vit_rewrites_keep_the_output_and_its_gradient(rewrite, replaced):
+@pytest.mark.parametrize("rewrite, replaced, count", [(pack_attention, PackedSelfAttention, 2),
+                                                      (linear_patch_embed, LinearPatchEmbed, 1),
+                                                      (pack_mlps, FrozenLinear, 4)])
+def test_vit_rewrites_keep_the_output_and_its_gradient(rewrite, replaced, count):
     tower, images = _vit(), torch.rand(3, 3, 32, 32)
     before = _output_and_input_grad(tower, images)
     changed = rewrite(tower)
     after = _output_and_input_grad(tower, images)
-    assert changed == (2 if rewrite is pack_attention else 1)
+    assert changed == count
     assert sum(isinstance(m, replaced) for m in tower.modules()) == changed
     for old, new in zip(before, after):
         assert torch.allclose(old, new, atol=1e-5, rtol=1e-4)

@@ -27,7 +27,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from clipgen.errors import MissingDependencyError, ModelError, one_line
-from clipgen.generators.vqgan.group_norm import group_norm
+from clipgen.generators.vqgan.group_norm import group_norm, group_norm_silu
 from clipgen.generators.vqgan.quantise import nearest_codes
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
@@ -223,13 +223,13 @@ def _attention_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 
 def _resnet_forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
-    """taming's ``ResnetBlock.forward`` with its swish as ``F.silu``: one kernel each way
-    instead of sigmoid, multiply and their two backwards over every 256²×128 activation."""
-    silu = torch.nn.functional.silu
-    h = self.conv1(silu(self.norm1(x)))
+    """taming's ``ResnetBlock.forward`` with each norm and swish as one
+    :func:`~clipgen.generators.vqgan.group_norm.group_norm_silu`: no sigmoid, multiply and
+    their two backwards over every 256²×128 activation, and no norm output kept for them."""
+    h = self.conv1(group_norm_silu(self.norm1, x))
     if temb is not None:
-        h = h + self.temb_proj(silu(temb))[:, :, None, None]
-    h = self.conv2(self.dropout(silu(self.norm2(h))))
+        h = h + self.temb_proj(torch.nn.functional.silu(temb))[:, :, None, None]
+    h = self.conv2(self.dropout(group_norm_silu(self.norm2, h)))
     if self.in_channels != self.out_channels:
         x = self.conv_shortcut(x) if self.use_conv_shortcut else self.nin_shortcut(x)
     return x + h
