@@ -58,15 +58,22 @@ class PackedLinear:
     move). A weight that trains, another device or dtype, ``torch.compile`` (which packs
     on its own) or a torch without the kernels go through ``F.linear``."""
 
-    def __init__(self, rows: int = 1024):
+    def __init__(self, rows: int = 1024, input_grad: bool = True):
         self.rows = rows  # the products' typical row count, which oneDNN picks its blocking for
-        self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.input_grad = input_grad  # without it, only the forward copy is packed
+        self._packed: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._packed_for: tuple | None = None
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if not (x.device == weight.device and x.dtype == weight.dtype and self.prepare(weight, bias)):
             return F.linear(x, weight, bias)
-        out = _PackedLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), *self._packed, bias)
+        rows = x.reshape(-1, x.shape[-1]).contiguous()
+        if self.input_grad:
+            out = _PackedLinear.apply(rows, *self._packed, bias)
+        elif x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("this packed linear keeps no copy for the input's gradient (input_grad=False)")
+        else:
+            out = packed_product(rows, self._packed[0], bias)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     def prepare(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
@@ -77,7 +84,8 @@ class PackedLinear:
                   and packing_available())
         key = (weight.data_ptr(), weight.dtype, weight._version)
         if usable and self._packed_for != key:
-            self._packed = (pack_weight(weight, self.rows), pack_weight(weight.t(), self.rows))
+            self._packed = (pack_weight(weight, self.rows),
+                            pack_weight(weight.t(), self.rows) if self.input_grad else None)
             self._packed_for = key
         return usable
 

@@ -79,3 +79,14 @@ def test_prepare_packs_every_wrapped_layer_before_the_first_product():
     assert all(m.product._packed is not None for m in model if isinstance(m, FrozenLinear))
     assert list(model.state_dict()) == ["0.linear.weight", "0.linear.bias", "2.linear.weight", "2.linear.bias"]
     assert model[0].weight is model[0].linear.weight and model[0].bias is model[0].linear.bias
+
+
+@needs_packing
+def test_a_product_without_input_gradient_packs_one_copy_and_refuses_a_gradient():
+    linear = _frozen()
+    product = PackedLinear(input_grad=False)
+    x = torch.randn(6, 48)
+    assert torch.allclose(product(x, linear.weight, linear.bias), F.linear(x, linear.weight, linear.bias), atol=1e-5)
+    assert product._packed[1] is None
+    with pytest.raises(RuntimeError, match="input_grad=False"):
+        product(x.requires_grad_(), linear.weight, linear.bias)

@@ -487,3 +487,17 @@ def test_a_loaded_vqgan_routes_its_group_norms_through_the_frozen_kernel(tiny_vq
     gen = make(tiny_vqgan)
     norms = [m for m in gen.vqgan.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(getattr(m.forward, "func", None).__name__ == "group_norm" for m in norms)
+
+
+def test_the_steps_code_search_finds_the_nearest_codes_and_follows_a_changed_codebook():
+    from clipgen.generators.vqgan.quantise import NearestCodes, nearest_codes
+
+    torch.manual_seed(0)
+    codebook, z = torch.randn(512, 16), torch.randn(2, 16, 5, 6, requires_grad=True)
+    search = NearestCodes()
+    found = search(z, codebook)
+    assert found.shape == (2, 5, 6) and torch.equal(found, nearest_codes(z, codebook))
+    exact = ((z.detach().movedim(1, -1)[..., None, :] - codebook) ** 2).sum(-1).argmin(-1)
+    assert torch.equal(found, exact)
+    codebook = codebook.flip(0)  # another codebook: the kept norms and packed copy follow it
+    assert torch.equal(search(z, codebook), 511 - exact)

@@ -28,6 +28,7 @@ from clipgen.errors import SettingsError
 from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.common import clamp_with_grad, existing_file, model_option, registry_files, require_multiple
 from clipgen.generators.vqgan.detoker import DETOKER_CONFIG, DETOKER_FILE, load_detoker
+from clipgen.generators.vqgan.quantise import NearestCodes
 from clipgen.generators.vqgan.taming import load_weights, nearest_codes, read_config
 from clipgen.priors.base import PriorStart
 from clipgen.priors.registry import PRIORS, decoder_of, priors_for
@@ -89,9 +90,9 @@ class VQGANOptions:
         return PriorStart(name, self.temperature, self.top_k, self.guidance)
 
 
-def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+def vector_quantize(z: torch.Tensor, codebook: torch.Tensor, search=nearest_codes) -> torch.Tensor:
     """Nearest codebook entry per position of ``z`` (B, C, h, w); gradient passes to ``z``."""
-    indices = nearest_codes(z, codebook)
+    indices = search(z, codebook)
     z_q = F.embedding(indices, codebook).movedim(-1, 1)
     # Written as z_q + (z - z) rather than z + (z_q - z): the forward value is then
     # exactly the codebook entry (no rounding), the gradient still the identity.
@@ -123,6 +124,7 @@ class VQGANGenerator(Generator):
 
         self.vqgan = context.frozen_model(("vqgan", str(config_path), str(checkpoint_path)), load)
         self.vqgan.checkpointing = options.checkpointing
+        self.code_search = NearestCodes()
         codebook = self.vqgan.codebook
         # Per-channel range of the codebook, shaped to broadcast over (1, C, h, w).
         self.register_buffer("z_min", codebook.min(dim=0).values.view(1, -1, 1, 1), persistent=False)
@@ -156,7 +158,7 @@ class VQGANGenerator(Generator):
         return F.embedding(tokens, self.codebook).movedim(-1, 1).contiguous()
 
     def forward(self) -> torch.Tensor:
-        z_q = vector_quantize(self.z, self.codebook)
+        z_q = vector_quantize(self.z, self.codebook, self.code_search)
         return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2), 0.0, 1.0)
 
     @torch.no_grad()

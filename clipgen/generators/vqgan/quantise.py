@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from clipgen.packed_linear import PackedLinear
+
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor, code_cost: torch.Tensor | None = None) -> torch.Tensor:
     """Index of the nearest codebook row for every position of ``z`` ``(B, C, h, w)``;
@@ -14,6 +16,29 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor, code_cost: torch.Tens
     if code_cost is not None:
         distances = distances + code_cost
     return distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])
+
+
+class NearestCodes:
+    """:func:`nearest_codes` for one frozen codebook as one product with a bias,
+    ``z·(−2e)ᵀ + |e|²``, with ``−2e`` packed once (:mod:`clipgen.packed_linear`) and the
+    norms kept: every VQGAN step searches its whole grid. On a 2-core AMD EPYC (Zen 5) a
+    16² grid against f16-16384's codebook took 14 ms a step through ``flat @ codebook.T``
+    (torch's fp32 GEMM there is MKL's AVX2 code)."""
+
+    def __init__(self):
+        self._product = PackedLinear(rows=256, input_grad=False)
+        self._weight = self._norms = None
+        self._made_for: tuple | None = None
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        key = (codebook.data_ptr(), codebook.dtype, codebook.device, codebook._version)
+        if self._made_for != key:
+            self._weight, self._norms = -2 * codebook, (codebook * codebook).sum(1)
+            self._made_for = key
+        flat = z.movedim(1, -1).reshape(-1, z.shape[1])
+        distances = self._product(flat, self._weight, self._norms)
+        return distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])
 
 
 def rate_costs(latents: torch.Tensor, codebook: torch.Tensor, rate: float, rounds: int = 6) -> torch.Tensor:
