@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import json
 import logging
+import platform
 import sys
 from typing import Annotated
 
@@ -183,10 +185,29 @@ def entry() -> None:
     compiler stack alone leaves millions): 0.9 s of a 7.8 s quickstart on a 2-core Zen 5 EPYC.
     Frozen, they are left to the operating system; a run's files are already written
     (atomically) by then."""
+    _keep_freed_memory()
     try:
         main()
     finally:
         gc.freeze()
+
+
+def _keep_freed_memory() -> None:
+    """Tell glibc's malloc to keep freed memory in the process rather than hand it back:
+    a step frees and allocates the same large activations again, and each page handed back
+    faults in again (5.5 µs a page on a 2-core Zen 5 EPYC VM: 22–38 k faults a step of
+    ``vqgan-256-cut32``, 1.517 s/step; with this, none, 1.474 s; peak RSS 2.82 GB either
+    way). Other C libraries: nothing to do."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    if not libc.mallopt(m_mmap_threshold, 2**30):  # no allocation below 1 GiB its own mapping
+        libc.mallopt(m_mmap_threshold, 2**25)  # a glibc that caps it: its cap, 32 MiB
+    libc.mallopt(m_trim_threshold, 2**31 - 1)  # never give the heap's free top back
 
 
 def _fail(message: str, code: int) -> None:
