@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import sys
 from dataclasses import replace
@@ -501,3 +502,19 @@ def test_the_steps_code_search_finds_the_nearest_codes_and_follows_a_changed_cod
     assert torch.equal(found, exact)
     codebook = codebook.flip(0)  # another codebook: the kept norms and packed copy follow it
     assert torch.equal(search(z, codebook), 511 - exact)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_decoder_runs_tamings_decoder_maths(tiny_vqgan, dtype):
+    from clipgen.generators.vqgan.taming import _decode
+
+    decoder = make(tiny_vqgan).vqgan.decoder
+    torch.manual_seed(0)
+    h = torch.randn(1, decoder.conv_in.in_channels, 4, 4)
+    want = type(decoder).forward(decoder, h)  # taming's own forward, fp32
+    if dtype == torch.bfloat16:  # the run's layout there: the fused norm + swish kicks in
+        decoder = copy.deepcopy(decoder).to(dtype).to(memory_format=torch.channels_last)
+        h = h.to(dtype).contiguous(memory_format=torch.channels_last)
+    have = _decode(decoder, h, checkpointed=False).float()
+    assert have.shape == want.shape
+    assert (have - want).abs().max() <= (1e-5 if dtype == torch.float32 else 0.05) * want.abs().max()

@@ -171,9 +171,7 @@ class TamingVQGAN(nn.Module):
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.post_quant_conv(h)
-        if self.checkpointing and torch.is_grad_enabled():
-            return _checkpointed_decode(self.decoder, h).float()
-        return self.decoder(h).float()
+        return _decode(self.decoder, h, checkpointed=self.checkpointing and torch.is_grad_enabled()).float()
 
     def encode_latents(self, image: torch.Tensor) -> torch.Tensor:
         """Image in ``[-1, 1]`` -> the encoder's latents before quantisation ``(B, C, h, w)``, fp32."""
@@ -188,9 +186,11 @@ class TamingVQGAN(nn.Module):
         return nearest_codes(h, self.codebook)
 
 
-def _checkpointed_decode(decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """taming's ``Decoder.forward`` with each resolution level recomputed in backward
-    instead of kept: the full-resolution levels hold most of a step's activations."""
+def _decode(decoder: nn.Module, h: torch.Tensor, checkpointed: bool) -> torch.Tensor:
+    """taming's ``Decoder.forward``, its last norm and swish one
+    :func:`~clipgen.generators.vqgan.group_norm.group_norm_silu`; checkpointed, each
+    resolution level is recomputed in backward instead of kept (the full-resolution levels
+    hold most of a step's activations)."""
     def level(i_level: int, x: torch.Tensor) -> torch.Tensor:
         up = decoder.up[i_level]
         for i_block in range(decoder.num_res_blocks + 1):
@@ -202,11 +202,11 @@ def _checkpointed_decode(decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
     h = decoder.conv_in(h)
     h = decoder.mid.block_2(decoder.mid.attn_1(decoder.mid.block_1(h, None)), None)
     for i_level in reversed(range(decoder.num_resolutions)):
-        h = torch.utils.checkpoint.checkpoint(level, i_level, h, use_reentrant=False)
+        h = torch.utils.checkpoint.checkpoint(level, i_level, h, use_reentrant=False) if checkpointed \
+            else level(i_level, h)
     if decoder.give_pre_end:
         return h
-    h = decoder.norm_out(h)
-    return decoder.conv_out(torch.nn.functional.silu(h))  # taming's nonlinearity() is swish
+    return decoder.conv_out(group_norm_silu(decoder.norm_out, h))  # taming's nonlinearity() is swish
 
 
 def _attention_forward(self, x: torch.Tensor) -> torch.Tensor:
