@@ -14,6 +14,12 @@ from clipgen.packed_linear import FrozenLinear, PackedLinear, packing_available,
 needs_packing = pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN packed linear")
 
 
+@pytest.fixture(autouse=True)
+def pack_small_layers(monkeypatch):
+    """These tests' layers are small; packing is what they are about."""
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 0)
+
+
 def _frozen(in_features=48, out_features=80, dtype=torch.float32, seed=0) -> nn.Linear:
     torch.manual_seed(seed)
     return nn.Linear(in_features, out_features).requires_grad_(False).to(dtype)
@@ -90,3 +96,25 @@ def test_a_product_without_input_gradient_packs_one_copy_and_refuses_a_gradient(
     assert product._packed[1] is None
     with pytest.raises(RuntimeError, match="input_grad=False"):
         product(x.requires_grad_(), linear.weight, linear.bias)
+
+
+@needs_packing
+def test_a_packed_layer_copies_and_pickles_and_packs_again_when_used():
+    import copy
+    import pickle
+
+    layer = FrozenLinear(_frozen())
+    prepare_packed(nn.Sequential(layer))
+    x = torch.randn(3, 48)
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert twin.product._packed is None
+        assert torch.allclose(twin(x), layer(x), atol=1e-5) and twin.product._packed is not None
+    assert layer.product._packed is not None  # the original keeps its own
+
+
+def test_a_small_weight_stays_with_f_linear(monkeypatch):
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 48 * 80 + 1)
+    linear, x = _frozen(), torch.randn(4, 48)
+    product = PackedLinear()
+    assert torch.equal(product(x, linear.weight, linear.bias), F.linear(x, linear.weight, linear.bias))
+    assert product._packed is None

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from clipgen.bench.roofline import count_flops, floor_seconds, roofline
+import clipgen.packed_linear as packed_linear
 from clipgen.packed_linear import FrozenLinear, packing_available
 
 
@@ -34,7 +35,8 @@ def test_backward_through_a_frozen_conv_counts_the_input_gradient_only():
 
 
 @pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN packed linear")
-def test_products_through_packed_weights_count_as_matmuls():
+def test_products_through_packed_weights_count_as_matmuls(monkeypatch):
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 0)
     layer = FrozenLinear(nn.Linear(16, 32).requires_grad_(False))
     x = torch.randn(5, 16, requires_grad=True)
     tally = count_flops(lambda: layer(x).sum().backward())

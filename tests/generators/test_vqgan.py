@@ -490,9 +490,12 @@ def test_a_loaded_vqgan_routes_its_group_norms_through_the_frozen_kernel(tiny_vq
     assert norms and all(getattr(m.forward, "func", None).__name__ == "group_norm" for m in norms)
 
 
-def test_the_steps_code_search_finds_the_nearest_codes_and_follows_a_changed_codebook():
+@pytest.mark.parametrize("packed", [True, False])
+def test_the_steps_code_search_finds_the_nearest_codes_and_follows_a_changed_codebook(packed, monkeypatch):
+    import clipgen.packed_linear as packed_linear
     from clipgen.generators.vqgan.quantise import NearestCodes, nearest_codes
 
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 0 if packed else 2**62)
     torch.manual_seed(0)
     codebook, z = torch.randn(512, 16), torch.randn(2, 16, 5, 6, requires_grad=True)
     search = NearestCodes()

@@ -11,6 +11,7 @@ from torch import nn
 from clipgen.guidance.perceptor import load_perceptor
 from clipgen.guidance.tower_kernels import (EXPLICIT_ATTENTION_LIMIT, LinearPatchEmbed, PackedSelfAttention, attend,
                                             fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
+import clipgen.packed_linear as packed_linear
 from clipgen.packed_linear import FrozenLinear
 
 CPU = torch.device("cpu")
@@ -35,7 +36,8 @@ def _output_and_input_grad(tower: nn.Module, images: torch.Tensor):
 @pytest.mark.parametrize("rewrite, replaced, count", [(pack_attention, PackedSelfAttention, 2),
                                                       (linear_patch_embed, LinearPatchEmbed, 1),
                                                       (pack_mlps, FrozenLinear, 4)])
-def test_vit_rewrites_keep_the_output_and_its_gradient(rewrite, replaced, count):
+def test_vit_rewrites_keep_the_output_and_its_gradient(rewrite, replaced, count, monkeypatch):
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 0)  # this tower's layers are small
     tower, images = _vit(), torch.rand(3, 3, 32, 32)
     before = _output_and_input_grad(tower, images)
     changed = rewrite(tower)
