@@ -367,14 +367,19 @@ def test_preset_resolves():
 # --------------------------------------------------------------------------- fast paths
 
 
-def test_fused_attention_matches_taming_attention():
+@pytest.mark.parametrize("side", [8, 65])  # explicit kernels on the CPU up to 4096 positions, SDPA above
+def test_fused_attention_matches_taming_attention(side):
     torch.manual_seed(0)
-    block = AttnBlock(64).eval()
-    x = torch.randn(2, 64, 8, 8)
-    with torch.no_grad():
-        expected = AttnBlock.forward(block, x)
-        got = _attention_forward(block, x)
-    assert torch.allclose(expected, got, atol=1e-5)
+    block = AttnBlock(64).eval().requires_grad_(False)
+    x = torch.randn(2, 64, side, side)
+    grads = []
+    for forward in (AttnBlock.forward, _attention_forward):
+        x_ = x.clone().requires_grad_()
+        out = forward(block, x_)
+        (out * torch.linspace(-1, 1, side)).sum().backward()
+        grads.append((out.detach(), x_.grad))
+    (expected, expected_grad), (got, got_grad) = grads
+    assert torch.allclose(expected, got, atol=1e-5) and torch.allclose(expected_grad, got_grad, atol=1e-4)
 
 
 @pytest.mark.parametrize("channels_in, channels_out", [(64, 64), (64, 128)])

@@ -210,14 +210,18 @@ def _decode(decoder: nn.Module, h: torch.Tensor, checkpointed: bool) -> torch.Te
 
 
 def _attention_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """taming's ``AttnBlock.forward`` (one head over all positions) through
-    ``scaled_dot_product_attention``: same maths, no (hw × hw) matrix through permuted
-    ``bmm`` copies, and a fused kernel in bf16."""
+    """taming's ``AttnBlock.forward`` (one head over all positions) without its permuted
+    ``bmm`` copies: ``scaled_dot_product_attention``, or on a CPU, up to 4096 positions,
+    three plain kernels (its flash kernel with 512-wide heads over 16² positions, forward +
+    backward in bf16: 2.6 ms against 0.8 on a 2-core Zen 5 EPYC)."""
     h = self.norm(x)
     q, k, v = self.q(h), self.k(h), self.v(h)
     b, c, height, width = q.shape
     q, k, v = (t.reshape(b, c, height * width).transpose(1, 2).unsqueeze(1) for t in (q, k, v))
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    if q.device.type == "cpu" and height * width <= 4096:
+        out = torch.softmax(q @ k.transpose(-2, -1) * c ** -0.5, dim=-1) @ v
+    else:
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     out = out.squeeze(1).transpose(1, 2).reshape(b, c, height, width)
     return x + self.proj_out(out)
 
