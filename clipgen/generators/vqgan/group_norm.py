@@ -52,21 +52,26 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, means: to
     return parts[0] if n == 1 else torch.cat(parts)
 
 
-def _normalised(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
+def _channel_means(x: torch.Tensor, mean: torch.Tensor, groups: int) -> torch.Tensor:
+    """The saved group means, fp32, one per channel of each image ``(n·c,)``."""
+    return _per_channel(mean.float(), x.shape[0], x.shape[1], groups)
+
+
+def _normalised(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, means: torch.Tensor,
                 rstd: torch.Tensor, groups: int) -> torch.Tensor:
-    """The group norm's output again, from its saved statistics."""
+    """The group norm's output again, from its saved statistics (``means`` per channel)."""
     n, c = x.shape[:2]
     scale = _per_channel(rstd.float(), n, c, groups) * weight.float().repeat(n)
-    return _affine(x, scale, bias.float().repeat(n), _per_channel(mean.float(), n, c, groups))
+    return _affine(x, scale, bias.float().repeat(n), means)
 
 
-def _input_grad(x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int,
+def _input_grad(x: torch.Tensor, weight: torch.Tensor, means: torch.Tensor, rstd: torch.Tensor, groups: int,
                 dy: torch.Tensor) -> torch.Tensor:
-    """``∂L/∂x`` of a group norm with frozen weights, from ``dy = ∂L/∂y`` (module doc)."""
+    """``∂L/∂x`` of a group norm with frozen weights, from ``dy = ∂L/∂y`` (module doc;
+    ``means`` per channel, from :func:`_channel_means`)."""
     n, c, h, w = x.shape
     per_group = c // groups
     size = h * w * per_group  # elements per group
-    means = _per_channel(mean.float(), n, c, groups)
     ones = torch.ones(c, dtype=torch.float32, device=x.device)
     sums_dy, sums_dy_t = [], []
     for i in range(n):
@@ -96,7 +101,7 @@ class _FrozenGroupNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         x, weight, mean, rstd = ctx.saved_tensors
-        return _input_grad(x, weight, mean, rstd, ctx.groups, dy), None, None, None, None
+        return _input_grad(x, weight, _channel_means(x, mean, ctx.groups), rstd, ctx.groups, dy), None, None, None, None
 
 
 class _FrozenGroupNormSiLU(torch.autograd.Function):
@@ -114,8 +119,9 @@ class _FrozenGroupNormSiLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ds: torch.Tensor):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        dy = torch.ops.aten.silu_backward(ds, _normalised(x, weight, bias, mean, rstd, ctx.groups))
-        return _input_grad(x, weight, mean, rstd, ctx.groups, dy), None, None, None, None
+        means = _channel_means(x, mean, ctx.groups)
+        dy = torch.ops.aten.silu_backward(ds, _normalised(x, weight, bias, means, rstd, ctx.groups))
+        return _input_grad(x, weight, means, rstd, ctx.groups, dy), None, None, None, None
 
 
 def _fast_path(module: nn.GroupNorm, x: torch.Tensor) -> bool:
