@@ -12,6 +12,7 @@ Changes (each "off" is the previous release's way):
   unfused-swish   the residual blocks' norm and swish as two autograd steps
   one-noise-draw  cutout noise in one randn_like on one core
   taming-decoder  taming's own Decoder.forward (its last swish as x * sigmoid(x))
+  autograd-attention  ViT attention as attend() between head views, autograd's backward
 """
 from __future__ import annotations
 
@@ -45,10 +46,19 @@ def switches() -> dict:
     import clipgen.generators.vqgan.group_norm as group_norm
     import clipgen.generators.vqgan.taming as taming
     import clipgen.guidance.augmentations as augmentations
+    import clipgen.guidance.tower_kernels as tower_kernels
     import clipgen.packed_linear as packed_linear
 
     def setter(owner, name, value):
         return lambda: setattr(owner, name, value)
+
+    def heads_then_rows(qkv, batch, heads):
+        rows, width = qkv.shape[0], qkv.shape[1] // 3
+        q, k, v = qkv.view(batch, rows // batch, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return tower_kernels.attend(q, k, v).transpose(1, 2).reshape(rows, width)
+
+    def own_attention():  # the Function's apply again (it is inherited, so the override goes)
+        vars(tower_kernels._TokenRowsAttention).get("apply") and delattr(tower_kernels._TokenRowsAttention, "apply")
 
     packing, split_at = packed_linear.packing_available, augmentations.NOISE_SPLIT_AT
     backward, fused, decode = group_norm._FrozenGroupNorm.backward, taming.group_norm_silu, taming._decode
@@ -63,6 +73,7 @@ def switches() -> dict:
                            setter(augmentations, "NOISE_SPLIT_AT", split_at)),
         "taming-decoder": (setter(taming, "_decode", lambda decoder, h, checkpointed: decoder(h)),
                            setter(taming, "_decode", decode)),
+        "autograd-attention": (setter(tower_kernels._TokenRowsAttention, "apply", heads_then_rows), own_attention),
     }
 
 

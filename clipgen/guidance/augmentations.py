@@ -157,7 +157,8 @@ class CutoutNoise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         strength = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * self.max_std
         large = x.device.type == "cpu" and x.numel() >= NOISE_SPLIT_AT and x.shape[0] > 1
-        return x + strength * (cpu_noise(x) if large else torch.randn_like(x))
+        noise = cpu_noise(x) if large else torch.randn_like(x)
+        return noise.mul_(strength).add_(x)  # the same sum as x + strength·noise, in the noise's memory
 
 
 _noise_worker: ThreadPoolExecutor | None = None
@@ -234,8 +235,9 @@ class ColourJitter(nn.Module):
         colour = scale * (hue_rotation(hue) @ towards_grey)  # (n, 3, 3)
         mean_luma = torch.einsum("c,nchw->n", luma, x) / (x.shape[2] * x.shape[3])
         shift = ((1 - contrast) * brightness * mean_luma).view(-1, 1, 1, 1)
-        out = torch.einsum("nij,njhw->nihw", colour, x) + shift
-        return torch.where(chosen, out.clamp(0, 1), x)
+        # in place: the product's backward needs neither its output nor the sum's
+        out = torch.einsum("nij,njhw->nihw", colour, x).add_(shift).clamp_(0, 1)
+        return torch.where(chosen, out, x)
 
 
 def hue_rotation(angle: torch.Tensor) -> torch.Tensor:

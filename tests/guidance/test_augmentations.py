@@ -148,10 +148,13 @@ def test_cutout_noise_of_a_large_batch_draws_the_split_noise(monkeypatch):
     out = augmentations.CutoutNoise(max_std=0.1)(x)
     torch.manual_seed(3)
     strength = torch.rand(6, 1, 1, 1) * 0.1
-    assert torch.allclose(out, x + strength * augmentations.cpu_noise(x))
+    assert torch.equal(out, x + strength * augmentations.cpu_noise(x))
     monkeypatch.setattr(augmentations, "NOISE_SPLIT_AT", x.numel() + 1)
     torch.manual_seed(3)
     out = augmentations.CutoutNoise(max_std=0.1)(x)
     torch.manual_seed(3)
     strength = torch.rand(6, 1, 1, 1) * 0.1
-    assert torch.allclose(out, x + strength * torch.randn_like(x))  # below the size: one draw, as before
+    assert torch.equal(out, x + strength * torch.randn_like(x))  # below the size: one draw, as before
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(augmentations.CutoutNoise(max_std=0.1)(x), x, torch.full_like(x, 3.0))
+    assert torch.equal(grad, torch.full_like(x, 3.0))  # noise is added: the gradient passes unchanged

@@ -10,7 +10,7 @@ from torch import nn
 
 from clipgen.guidance.perceptor import load_perceptor
 from clipgen.guidance.tower_kernels import (EXPLICIT_ATTENTION_LIMIT, LinearPatchEmbed, PackedSelfAttention, attend,
-                                            fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
+                                            _TokenRowsAttention, fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
 import clipgen.packed_linear as packed_linear
 from clipgen.packed_linear import FrozenLinear
 
@@ -82,6 +82,34 @@ def test_attend_matches_scaled_dot_product_attention(length, masked):
     grads = torch.autograd.grad(out.sum(), (q, k, v))
     expected_grads = torch.autograd.grad(expected.sum(), (q, k, v))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected_grads))
+
+
+def _heads_then_rows(qkv: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+    rows, width = qkv.shape[0], qkv.shape[1] // 3
+    q, k, v = qkv.view(batch, rows // batch, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    return attend(q, k, v).transpose(1, 2).reshape(rows, width)
+
+
+def test_token_rows_attention_has_the_exact_gradient():
+    qkv = torch.randn(3 * 5, 3 * 8, dtype=torch.float64, requires_grad=True)  # 3 images, 5 tokens, 2 heads
+    assert torch.autograd.gradcheck(lambda x: _TokenRowsAttention.apply(x, 3, 2), (qkv,))
+    assert torch.allclose(_TokenRowsAttention.apply(qkv, 3, 2), _heads_then_rows(qkv, 3, 2))
+
+
+def test_token_rows_attention_in_bf16_is_as_close_to_fp64_as_autograds():
+    qkv = torch.randn(4 * 50, 3 * 96, dtype=torch.float64) * 2
+    grad = torch.randn(4 * 50, 96, dtype=torch.float64)
+    results = {}
+    for name, attention, dtype in (("exact", _heads_then_rows, torch.float64), ("autograd", _heads_then_rows, torch.bfloat16),
+                                   ("ours", _TokenRowsAttention.apply, torch.bfloat16)):
+        rows = qkv.to(dtype).detach().requires_grad_(True)
+        out = attention(rows, 4, 3)
+        out.backward(grad.to(dtype))
+        results[name] = (out.double(), rows.grad.double())
+    for part in (0, 1):
+        exact = results["exact"][part]
+        ours, autograds = ((results[n][part] - exact).abs().mean() for n in ("ours", "autograd"))
+        assert ours <= 1.1 * autograds and ours < 0.005 * exact.abs().max()
 
 
 def test_attend_falls_back_to_sdpa_past_its_memory_limit(monkeypatch):
