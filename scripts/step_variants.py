@@ -13,6 +13,8 @@ Changes (each "off" is the previous release's way):
   one-noise-draw  cutout noise in one randn_like on one core
   taming-decoder  taming's own Decoder.forward (its last swish as x * sigmoid(x))
   autograd-attention  ViT attention as attend() between head views, autograd's backward
+  full-last-block     the ViT's last block computes every token, not only the class token
+  bf16-softmax        the attention's softmax in the scores' bf16
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ def switches() -> dict:
         vars(tower_kernels._TokenRowsAttention).get("apply") and delattr(tower_kernels._TokenRowsAttention, "apply")
 
     packing, split_at = packed_linear.packing_available, augmentations.NOISE_SPLIT_AT
+    class_token_forward, probabilities = tower_kernels.ClassTokenBlock.forward, tower_kernels._probabilities
     backward, fused, decode = group_norm._FrozenGroupNorm.backward, taming.group_norm_silu, taming._decode
     return {
         "unpacked": (setter(packed_linear, "packing_available", lambda: False),
@@ -74,6 +77,11 @@ def switches() -> dict:
         "taming-decoder": (setter(taming, "_decode", lambda decoder, h, checkpointed: decoder(h)),
                            setter(taming, "_decode", decode)),
         "autograd-attention": (setter(tower_kernels._TokenRowsAttention, "apply", heads_then_rows), own_attention),
+        "full-last-block": (setter(tower_kernels.ClassTokenBlock, "forward",
+                                   lambda self, x, attn_mask=None, **kwargs: self.block(x, attn_mask=attn_mask, **kwargs)),
+                            setter(tower_kernels.ClassTokenBlock, "forward", class_token_forward)),
+        "bf16-softmax": (setter(tower_kernels, "_probabilities", lambda scores: scores.softmax(-1)),
+                         setter(tower_kernels, "_probabilities", probabilities)),
     }
 
 

@@ -9,8 +9,9 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from clipgen.guidance.perceptor import load_perceptor
-from clipgen.guidance.tower_kernels import (EXPLICIT_ATTENTION_LIMIT, LinearPatchEmbed, PackedSelfAttention, attend,
-                                            _TokenRowsAttention, fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
+from clipgen.guidance.tower_kernels import (EXPLICIT_ATTENTION_LIMIT, ClassTokenBlock, LinearPatchEmbed,
+                                            PackedSelfAttention, _TokenRowsAttention, attend, class_token_last_block,
+                                            fold_batch_norms, linear_patch_embed, pack_attention, pack_mlps)
 import clipgen.packed_linear as packed_linear
 from clipgen.packed_linear import FrozenLinear
 
@@ -46,6 +47,31 @@ def test_vit_rewrites_keep_the_output_and_its_gradient(rewrite, replaced, count,
     assert sum(isinstance(m, replaced) for m in tower.modules()) == changed
     for old, new in zip(before, after):
         assert torch.allclose(old, new, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_class_token_last_block_keeps_the_embedding_and_its_gradient(dtype, monkeypatch):
+    monkeypatch.setattr(packed_linear, "MIN_PACKED_ELEMENTS", 0)
+    tower, images = _vit().to(dtype), torch.rand(3, 3, 32, 32, dtype=dtype)
+    pack_attention(tower)
+    before = _output_and_input_grad(tower, images)
+    assert class_token_last_block(tower) == 1
+    assert isinstance(tower.transformer.resblocks[-1], ClassTokenBlock)
+    assert not isinstance(tower.transformer.resblocks[0], ClassTokenBlock)
+    after = _output_and_input_grad(tower, images)
+    tolerance = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    for old, new in zip(before, after):
+        assert torch.allclose(old.float(), new.float(), **tolerance)
+
+
+def test_class_token_last_block_leaves_towers_that_read_every_token():
+    for options in (dict(pool_type="avg"), dict(output_tokens=True)):
+        torch.manual_seed(0)
+        tower = VisionTransformer(image_size=32, patch_size=8, width=64, layers=2, heads=4, mlp_ratio=4.0,
+                                  output_dim=32, **options).eval()
+        pack_attention(tower)
+        assert class_token_last_block(tower) == 0
+    assert class_token_last_block(_vit()) == 0  # attention not packed: the block is not one it knows
 
 
 def test_linear_patch_embed_drops_the_remainder_as_the_convolution_does():
@@ -130,7 +156,8 @@ def test_the_perceptor_loads_vit_towers_rewritten(tiny_clip):
     visual = load_perceptor((tiny_clip,), CPU, offline=True).models[0].model.visual
     assert isinstance(visual.conv1, LinearPatchEmbed)
     blocks = visual.transformer.resblocks
-    assert all(isinstance(block.attn, PackedSelfAttention) for block in blocks)
+    assert all(isinstance(block.attn, PackedSelfAttention) for block in blocks[:-1])
+    assert isinstance(blocks[-1], ClassTokenBlock) and isinstance(blocks[-1].block.attn, PackedSelfAttention)
     assert fold_batch_norms(visual) == 0  # no BatchNorms in a ViT
 
 
