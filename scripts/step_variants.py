@@ -55,9 +55,8 @@ def switches() -> dict:
         return lambda: setattr(owner, name, value)
 
     def heads_then_rows(qkv, batch, heads):
-        rows, width = qkv.shape[0], qkv.shape[1] // 3
-        q, k, v = qkv.view(batch, rows // batch, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
-        return tower_kernels.attend(q, k, v).transpose(1, 2).reshape(rows, width)
+        q, k, v = tower_kernels.head_views(qkv, batch, heads).unbind(0)
+        return tower_kernels.attend(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1] // 3)
 
     def own_attention():  # the Function's apply again (it is inherited, so the override goes)
         vars(tower_kernels._TokenRowsAttention).get("apply") and delattr(tower_kernels._TokenRowsAttention, "apply")

@@ -87,7 +87,7 @@ class PackedSelfAttention(nn.Module):
         if attn_mask is None and explicit_attention(qkv, batch * self.heads, length, length):
             out = _TokenRowsAttention.apply(qkv, batch, self.heads)
         else:
-            q, k, v = qkv.view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = head_views(qkv, batch, self.heads).unbind(0)
             if attn_mask is not None and attn_mask.dtype != torch.bool:
                 attn_mask = attn_mask.to(q.dtype)
             out = attend(q, k, v, attn_mask).transpose(1, 2).reshape(batch * length, width)
@@ -120,6 +120,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     return scores.softmax(dim=-1) @ v
 
 
+def head_views(qkv: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+    """The input projection's ``(N·L, 3·E)`` rows as ``(3, N, heads, L, d)``: q, k and v
+    split into heads, as views."""
+    rows, width = qkv.shape[0], qkv.shape[1] // 3
+    return qkv.view(batch, rows // batch, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+
+
 def explicit_attention(like: torch.Tensor, batch_heads: int, length: int, key_length: int) -> bool:
     """Whether :func:`attend`'s three explicit kernels beat SDPA for these tensors."""
     return (like.device.type == "cpu" and (like.dtype != torch.float32 or length <= 64)
@@ -149,7 +156,7 @@ class _TokenRowsAttention(torch.autograd.Function):
     def forward(ctx, qkv: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
         rows, width = qkv.shape[0], qkv.shape[1] // 3
         length, dim = rows // batch, width // heads
-        qkv_heads = qkv.view(batch, length, 3, heads, dim).permute(2, 0, 3, 1, 4).reshape(3, batch * heads, length, dim)
+        qkv_heads = head_views(qkv, batch, heads).reshape(3, batch * heads, length, dim)
         q, k, v = qkv_heads.unbind(0)
         probs = _probabilities(torch.bmm(q, k.transpose(1, 2)).mul_(dim ** -0.5))
         ctx.save_for_backward(qkv_heads, probs)
@@ -259,7 +266,7 @@ class ClassTokenBlock(nn.Module):
         attention, mha = block.attn, block.attn.original
         batch, length, width = x.shape
         qkv = attention.in_proj(block.ln_1(x).reshape(batch * length, width), mha.in_proj_weight, mha.in_proj_bias)
-        q, k, v = qkv.view(batch, length, 3, attention.heads, width // attention.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = head_views(qkv, batch, attention.heads).unbind(0)
         out = attend(q[:, :, :1], k, v).reshape(batch, width)  # (N, heads, 1, d): heads side by side
         token = x[:, 0] + block.ls_1(attention.out_proj(out, mha.out_proj.weight, mha.out_proj.bias))
         token = token + block.ls_2(block.mlp(block.ln_2(token)))
