@@ -15,10 +15,13 @@ Changes (each "off" is the previous release's way):
   autograd-attention  ViT attention as attend() between head views, autograd's backward
   full-last-block     the ViT's last block computes every token, not only the class token
   bf16-softmax        the attention's softmax in the scores' bf16
+  doubled-upsample    the VQGAN decoder's upsampling as taming's doubling, then a 3×3 convolution
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import importlib.util
 import statistics
 import subprocess
@@ -58,6 +61,17 @@ def switches() -> dict:
         q, k, v = tower_kernels.head_views(qkv, batch, heads).unbind(0)
         return tower_kernels.attend(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1] // 3)
 
+    def upsample_forwards(choose):
+        from taming.modules.diffusionmodules.model import Upsample
+
+        from clipgen.generators.vqgan.upsample import upsample_forward
+
+        def switch():
+            for module in (o for o in gc.get_objects() if type(o) is Upsample):
+                module.forward = Upsample.forward.__get__(module) if choose == "taming" \
+                    else functools.partial(upsample_forward, module)
+        return switch
+
     def own_attention():  # the Function's apply again (it is inherited, so the override goes)
         vars(tower_kernels._TokenRowsAttention).get("apply") and delattr(tower_kernels._TokenRowsAttention, "apply")
 
@@ -81,6 +95,7 @@ def switches() -> dict:
                             setter(tower_kernels.ClassTokenBlock, "forward", class_token_forward)),
         "bf16-softmax": (setter(tower_kernels, "_probabilities", lambda scores: scores.softmax(-1)),
                          setter(tower_kernels, "_probabilities", probabilities)),
+        "doubled-upsample": (upsample_forwards("taming"), upsample_forwards("transposed")),
     }
 
 

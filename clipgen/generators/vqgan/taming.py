@@ -29,6 +29,7 @@ from torch import nn
 from clipgen.errors import MissingDependencyError, ModelError, one_line
 from clipgen.generators.vqgan.group_norm import group_norm, group_norm_silu
 from clipgen.generators.vqgan.quantise import nearest_codes
+from clipgen.generators.vqgan.upsample import upsample_forward
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 
@@ -240,8 +241,9 @@ def _resnet_forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.T
 
 
 def use_fast_kernels(model: nn.Module) -> None:
-    """Swap taming's attention and residual blocks' forwards for the fused ones above, and
-    its GroupNorms' for :func:`~clipgen.generators.vqgan.group_norm.group_norm`."""
+    """Swap taming's attention and residual blocks' forwards for the fused ones above, its
+    GroupNorms' for :func:`~clipgen.generators.vqgan.group_norm.group_norm` and its
+    upsamplings' for one transposed convolution (:mod:`clipgen.generators.vqgan.upsample`)."""
     diffusion, _ = _taming_modules()
     for module in model.modules():
         if isinstance(module, diffusion.AttnBlock):
@@ -250,6 +252,8 @@ def use_fast_kernels(model: nn.Module) -> None:
             module.forward = _resnet_forward.__get__(module)
         elif isinstance(module, nn.GroupNorm):
             module.forward = functools.partial(group_norm, module)
+        elif isinstance(module, diffusion.Upsample):
+            module.forward = functools.partial(upsample_forward, module)
 
 
 def extract_state(checkpoint: Any, path: Path, fix: str) -> dict[str, torch.Tensor]:
