@@ -15,7 +15,7 @@ Changes (each "off" is the previous release's way):
   autograd-attention  ViT attention as attend() between head views, autograd's backward
   full-last-block     the ViT's last block computes every token, not only the class token
   bf16-softmax        the attention's softmax in the scores' bf16
-  doubled-upsample    the VQGAN decoder's upsampling as taming's doubling, then a 3×3 convolution
+  doubled-upsample    upsampling as doubling, then a 3×3 convolution (taming's and BigGAN's blocks)
 """
 from __future__ import annotations
 
@@ -62,14 +62,18 @@ def switches() -> dict:
         return tower_kernels.attend(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1] // 3)
 
     def upsample_forwards(choose):
+        from pytorch_pretrained_biggan.model import GenBlock
         from taming.modules.diffusionmodules.model import Upsample
 
+        from clipgen.generators.biggan.loader import _upsampling_block_forward
         from clipgen.generators.vqgan.upsample import upsample_forward
 
+        ours = {Upsample: upsample_forward, GenBlock: _upsampling_block_forward}
+
         def switch():
-            for module in (o for o in gc.get_objects() if type(o) is Upsample):
-                module.forward = Upsample.forward.__get__(module) if choose == "taming" \
-                    else functools.partial(upsample_forward, module)
+            for module in (o for o in gc.get_objects() if type(o) in ours and getattr(o, "up_sample", True)):
+                module.forward = type(module).forward.__get__(module) if choose == "theirs" \
+                    else functools.partial(ours[type(module)], module)
         return switch
 
     def own_attention():  # the Function's apply again (it is inherited, so the override goes)
@@ -95,7 +99,7 @@ def switches() -> dict:
                             setter(tower_kernels.ClassTokenBlock, "forward", class_token_forward)),
         "bf16-softmax": (setter(tower_kernels, "_probabilities", lambda scores: scores.softmax(-1)),
                          setter(tower_kernels, "_probabilities", probabilities)),
-        "doubled-upsample": (upsample_forwards("taming"), upsample_forwards("transposed")),
+        "doubled-upsample": (upsample_forwards("theirs"), upsample_forwards("ours")),
     }
 
 

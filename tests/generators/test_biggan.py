@@ -398,3 +398,25 @@ def test_a_bf16_model_draws_the_fp32_image_and_passes_fp32_gradients(tmp_path):
     assert (got - want).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
     half().mean().backward()
     assert half.z.grad.dtype == torch.float32 and half.z.grad.abs().sum() > 0
+
+
+def test_doubling_blocks_run_the_transposed_convolution_with_the_packages_maths(tiny_biggan):
+    from clipgen.generators.biggan.loader import _upsampling_block_forward
+
+    model = load_biggan(tiny_biggan / "config.json", tiny_biggan / "pytorch_model.bin", torch.device("cpu"))
+    doubling = [layer for layer in model.generator.layers if getattr(layer, "up_sample", False)]
+    assert doubling and all(getattr(b.forward, "func", None) is _upsampling_block_forward for b in doubling)
+    block = doubling[0]
+    torch.manual_seed(0)
+    x = torch.randn(1, block.conv_0.in_channels, 4, 4).contiguous(memory_format=torch.channels_last)
+    condition = torch.randn(1, block.bn_0.scale.in_features)
+    results = []
+    for forward in (ppb.model.GenBlock.forward.__get__(block), block.forward):
+        x_ = x.clone().requires_grad_(True)
+        out = forward(x_, condition, 0.5)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append((out.detach(), x_.grad))
+    (expected, expected_grad), (got, got_grad) = results
+    assert got.shape == (1, block.conv_3.out_channels, 8, 8)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_grad, expected_grad, atol=1e-5, rtol=1e-4)

@@ -17,14 +17,17 @@ BigSleep does, or one shared by all (the package's own ``forward`` only does the
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clipgen.errors import MissingDependencyError, ModelError, one_line
+from clipgen.generators.upsampling import doubled_then_convolved
 from clipgen.hardware import convert_frozen
 from clipgen.weights.checkpoints import load_checkpoint, state_dict_of
 
@@ -125,6 +128,9 @@ def load_biggan(config_path: str | Path, weights_path: str | Path, device: torch
     model.eval()
     fold_spectral_norm(model)
     model.requires_grad_(False)
+    for block in model.generator.layers:
+        if getattr(block, "up_sample", False) and hasattr(block, "conv_1"):
+            block.forward = functools.partial(_upsampling_block_forward, block)
     # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
     return convert_frozen(model.to(device), dtype, channels_last=True)
 
@@ -149,6 +155,21 @@ def fold_spectral_norm(model: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------- forward
+
+
+def _upsampling_block_forward(block: nn.Module, x: torch.Tensor, condition: torch.Tensor,
+                              truncation: float) -> torch.Tensor:
+    """The package's ``GenBlock.forward`` for a block that doubles its image, with the
+    doubling and the 3×3 convolution after it as one transposed convolution
+    (:mod:`clipgen.generators.upsampling`)."""
+    skip = x
+    x = block.conv_0(block.relu(block.bn_0(x, truncation, condition)))
+    x = doubled_then_convolved(block.relu(block.bn_1(x, truncation, condition)), block.conv_1)
+    x = block.conv_2(block.relu(block.bn_2(x, truncation, condition)))
+    x = block.conv_3(block.relu(block.bn_3(x, truncation, condition)))
+    if block.drop_channels:
+        skip = skip[:, :skip.shape[1] // 2]
+    return x + F.interpolate(skip, scale_factor=2, mode="nearest")
 
 
 def num_conditions(model: nn.Module) -> int:

@@ -243,7 +243,7 @@ def _resnet_forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.T
 def use_fast_kernels(model: nn.Module) -> None:
     """Swap taming's attention and residual blocks' forwards for the fused ones above, its
     GroupNorms' for :func:`~clipgen.generators.vqgan.group_norm.group_norm` and its
-    upsamplings' for one transposed convolution (:mod:`clipgen.generators.vqgan.upsample`)."""
+    upsamplings' for one transposed convolution (:mod:`clipgen.generators.upsampling`)."""
     diffusion, _ = _taming_modules()
     for module in model.modules():
         if isinstance(module, diffusion.AttnBlock):
