@@ -16,6 +16,7 @@ Changes (each "off" is the previous release's way):
   full-last-block     the ViT's last block computes every token, not only the class token
   bf16-softmax        the attention's softmax in the scores' bf16
   doubled-upsample    upsampling as doubling, then a 3×3 convolution (taming's and BigGAN's blocks)
+  dvae-doubling       the dVAE decoder's doublings between its groups, as dall_e has them
 """
 from __future__ import annotations
 
@@ -76,6 +77,22 @@ def switches() -> dict:
                     else functools.partial(ours[type(module)], module)
         return switch
 
+    def dvae_doublings(ours):
+        from dall_e.decoder import Decoder
+        from torch import nn
+
+        from clipgen.generators.dvae.generator import double_inside_blocks
+
+        def switch():
+            for decoder in (o for o in gc.get_objects() if type(o) is Decoder):
+                if ours:
+                    double_inside_blocks(decoder)
+                    continue
+                for i in (1, 2, 3):
+                    getattr(decoder.blocks, f"group_{i}").upsample = nn.Upsample(scale_factor=2, mode="nearest")
+                    vars(getattr(decoder.blocks, f"group_{i + 1}").block_1).pop("forward", None)
+        return switch
+
     def own_attention():  # the Function's apply again (it is inherited, so the override goes)
         vars(tower_kernels._TokenRowsAttention).get("apply") and delattr(tower_kernels._TokenRowsAttention, "apply")
 
@@ -100,6 +117,7 @@ def switches() -> dict:
         "bf16-softmax": (setter(tower_kernels, "_probabilities", lambda scores: scores.softmax(-1)),
                          setter(tower_kernels, "_probabilities", probabilities)),
         "doubled-upsample": (upsample_forwards("theirs"), upsample_forwards("ours")),
+        "dvae-doubling": (dvae_doublings(False), dvae_doublings(True)),
     }
 
 

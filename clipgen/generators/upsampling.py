@@ -1,7 +1,8 @@
 """Nearest-neighbour doubling followed by a 3×3 convolution, as one transposed convolution.
 
-Both taming's VQGAN decoder and BigGAN-deep's generator blocks double an image and then
-convolve it with a 3×3 kernel (padding 1). That is a stride-2 transposed convolution with a
+taming's VQGAN decoder and BigGAN-deep's generator blocks double an image and then convolve
+it with a 3×3 kernel (padding 1); the dVAE decoder does too, after a ReLU and a 1×1
+convolution, which commute with the doubling. That is a stride-2 transposed convolution with a
 4×4 kernel: output row ``2i`` reads input rows ``i − 1`` and ``i``, row ``2i + 1`` rows ``i``
 and ``i + 1``, each weighted by a sum of the 3×3 kernel's rows, and likewise for columns.
 The same map at 32 multiply-adds per input pixel and channel pair instead of 72 (4 × 9 on
@@ -34,17 +35,23 @@ def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def doubled_then_convolved(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(interpolate(x, scale_factor=2, mode="nearest"))``. For a frozen 3×3 convolution
-    (stride 1, padding 1), one transposed convolution whose kernel is made from ``conv``'s
-    weights when they first come (or come again in another dtype, layout or place) and kept
-    on ``conv``; otherwise the two steps."""
-    weight = conv.weight
+    """``conv(interpolate(x, scale_factor=2, mode="nearest"))``: for a frozen 3×3 convolution
+    (stride 1, padding 1) one transposed convolution (:func:`transposed_conv_of_doubling`),
+    otherwise the two steps."""
     if not (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1 and not weight.requires_grad):
+            and conv.dilation == (1, 1) and conv.groups == 1 and not conv.weight.requires_grad):
         return conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    return transposed_conv_of_doubling(x, conv.weight, conv.bias, conv)
+
+
+def transposed_conv_of_doubling(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                                owner: nn.Module) -> torch.Tensor:
+    """``conv2d(double(x), weight, bias, padding=1)`` for a frozen ``(out, in, 3, 3)`` weight, as
+    one transposed convolution whose kernel is made when the weight first comes (or comes
+    again in another dtype, layout or place) and kept on ``owner``."""
     key = (weight.data_ptr(), weight.dtype, weight.device, weight.stride(), weight._version)
-    kept = conv.__dict__.get("_transposed")
+    kept = owner.__dict__.get("_transposed")
     if kept is None or kept[0] != key:
         kept = (key, transposed_kernel(weight))
-        conv.__dict__["_transposed"] = kept
-    return F.conv_transpose2d(x, kept[1], conv.bias, stride=2, padding=1)
+        owner.__dict__["_transposed"] = kept
+    return F.conv_transpose2d(x, kept[1], bias, stride=2, padding=1)

@@ -376,3 +376,27 @@ def test_a_bf16_decoder_draws_the_fp32_image_and_passes_fp32_gradients(tiny_dvae
     assert (got - want).abs().max() < 0.1 * want.std()  # bf16 keeps 8 bits of mantissa
     half().mean().backward()
     assert half.logits.grad.dtype == torch.float32 and half.logits.grad.abs().sum() > 0
+
+
+def test_the_decoder_doubles_inside_its_blocks_with_dall_es_maths(tiny_dvae):
+    from clipgen.generators.dvae.generator import _doubling_block_forward, compute_in_weight_dtype
+
+    gen = DVAEGenerator((32, 32), options(tiny_dvae), CPU)
+    reference = load_part(dvae_module._part_source(options(tiny_dvae), "decoder"), "Decoder", torch.device("cpu"))
+    compute_in_weight_dtype(reference)  # the same convolutions, doubling as dall_e does
+    blocks = gen.decoder.blocks
+    assert all(isinstance(getattr(blocks, f"group_{i}").upsample, torch.nn.Identity) for i in (1, 2, 3))
+    assert all(getattr(getattr(blocks, f"group_{i}").block_1.forward, "func", None) is _doubling_block_forward
+               for i in (2, 3, 4))
+    torch.manual_seed(0)
+    codes = torch.softmax(torch.randn(1, gen.vocab_size, 4, 4) * 3, dim=1)
+    results = []
+    for decoder in (reference, gen.decoder):
+        x = codes.clone().requires_grad_(True)
+        out = decoder(x)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append((out.detach(), x.grad))
+    (want, want_grad), (have, have_grad) = results
+    assert have.shape == want.shape == (1, 2 * reference.output_channels, 32, 32)
+    torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(have_grad, want_grad, atol=1e-5, rtol=1e-4)

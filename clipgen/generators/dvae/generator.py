@@ -40,6 +40,7 @@ from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.common import clamp_with_grad, existing_file, model_option, require_multiple
 from clipgen.generators.dvae.loader import PartSource, converted_paths, entry_part, load_part
 from clipgen.generators.dvae.pickle_gate import PickleSource, import_dall_e
+from clipgen.generators.upsampling import transposed_conv_of_doubling
 from clipgen.hardware import convert_frozen
 from clipgen.weights.entries.dvae import DVAE_DECODER, DVAE_ENCODER
 
@@ -142,6 +143,38 @@ def _conv_in_weight_dtype(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x.to(conv.w.dtype), conv.w, conv.b, padding=(conv.kw - 1) // 2)
 
 
+def double_inside_blocks(decoder: nn.Module) -> int:
+    """Move each of dall_e's decoder upsamplings (nearest doubling at the end of groups 1-3)
+    into the first block of the next group (:func:`_doubling_block_forward`); returns how
+    many moved. Only a decoder laid out as dall_e's is changed."""
+    groups = [getattr(decoder.blocks, f"group_{i}", None) for i in range(1, 5)]
+    moved = 0
+    for group, following in zip(groups, groups[1:]):
+        first = getattr(following, "block_1", None)
+        if isinstance(getattr(group, "upsample", None), nn.Upsample) and hasattr(first, "res_path"):
+            group.upsample = nn.Identity()
+            first.forward = functools.partial(_doubling_block_forward, first)
+            moved += 1
+    return moved
+
+
+def _doubling_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """dall_e's ``DecoderBlock.forward`` of the doubled ``x``, from ``x``: the ReLUs and 1×1
+    convolutions before its first 3×3 one (and the 1×1 of its skip path) commute with
+    nearest-neighbour doubling, so they run on a quarter of the pixels, and the 3×3
+    convolution takes the doubling in as one transposed convolution
+    (:mod:`clipgen.generators.upsampling`)."""
+    res = block.res_path
+    h = res.relu_2(res.conv_1(res.relu_1(x)))
+    conv = res.conv_2
+    if conv.kw == 3 and not conv.w.requires_grad:
+        h = transposed_conv_of_doubling(h.to(conv.w.dtype), conv.w, conv.b, conv)
+    else:
+        h = conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+    h = res.conv_4(res.relu_4(res.conv_3(res.relu_3(h))))
+    return F.interpolate(block.id_path(x), scale_factor=2.0, mode="nearest") + block.post_gain * h
+
+
 # --------------------------------------------------------------------------- the generator
 
 
@@ -168,6 +201,7 @@ class DVAEGenerator(Generator):
         def load():
             decoder = load_part(source, "Decoder", context.device)
             compute_in_weight_dtype(decoder)
+            double_inside_blocks(decoder)
             # Channels-last: the layout oneDNN's and cuDNN's fast conv kernels want (see vqgan).
             convert_frozen(decoder, context.dtype, channels_last=True)
             return decoder
