@@ -52,6 +52,8 @@ def main() -> None:
             from clipgen.bench.cases import write_random_weights
             weights = write_random_weights(args.random_generator, Path(out) / "weights")
             generator = {"generator": args.random_generator, args.random_generator: weights}
+            if args.random_generator == "dvae":  # random dVAE weights come without an encoder: no image starts
+                generator["init_search"] = 0
         runs = {"fp32": {"precision": "fp32", "compile": "off"},
                 args.variant: {"precision": "bf16", "compile": "off"} if args.variant == "bf16" else
                 {"precision": "fp32", "compile": "on"}}
