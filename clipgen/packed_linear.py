@@ -29,6 +29,13 @@ MIN_PACKED_ELEMENTS = 2**18
 _mkldnn = torch.ops.mkldnn
 
 
+def derivation_key(tensor: torch.Tensor) -> tuple:
+    """What a copy derived from a frozen ``tensor`` (a packed weight, a summed kernel, kept
+    norms) depends on: its storage, dtype, place, layout and in-place changes. A kept copy
+    whose key no longer matches is made again."""
+    return (tensor.data_ptr(), tensor.dtype, tensor.device, tensor.stride(), tensor._version)
+
+
 def packing_available() -> bool:
     """Whether this torch build has oneDNN's packed linear, and oneDNN is switched on."""
     return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
@@ -97,7 +104,7 @@ class PackedLinear:
                   and weight.numel() >= MIN_PACKED_ELEMENTS
                   and (bias is None or not bias.requires_grad) and not torch.compiler.is_compiling()
                   and packing_available())
-        key = (weight.data_ptr(), weight.dtype, weight._version)
+        key = derivation_key(weight)
         if usable and self._packed_for != key:
             self._packed = (pack_weight(weight, self.rows),
                             pack_weight(weight.t(), self.rows) if self.input_grad else None)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipgen.packed_linear import derivation_key
+
 #: The 3×3 kernel's rows (and columns) that each row (and column) of the 4×4 kernel sums.
 _TAPS = ((2,), (1, 2), (0, 1), (0,))
 
@@ -35,21 +37,24 @@ def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def doubled_then_convolved(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(interpolate(x, scale_factor=2, mode="nearest"))``: for a frozen 3×3 convolution
-    (stride 1, padding 1) one transposed convolution (:func:`transposed_conv_of_doubling`),
-    otherwise the two steps."""
-    if not (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1 and not conv.weight.requires_grad):
+    """``conv(interpolate(x, scale_factor=2, mode="nearest"))``, through
+    :func:`convolve_doubled` when ``conv`` pads to keep the size (stride 1, no dilation or
+    groups), otherwise in the two steps."""
+    keeps_size = conv.padding == tuple(k // 2 for k in conv.kernel_size)
+    if not (keeps_size and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1):
         return conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-    return transposed_conv_of_doubling(x, conv.weight, conv.bias, conv)
+    return convolve_doubled(x, conv.weight, conv.bias, conv)
 
 
-def transposed_conv_of_doubling(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                                owner: nn.Module) -> torch.Tensor:
-    """``conv2d(double(x), weight, bias, padding=1)`` for a frozen ``(out, in, 3, 3)`` weight, as
-    one transposed convolution whose kernel is made when the weight first comes (or comes
-    again in another dtype, layout or place) and kept on ``owner``."""
-    key = (weight.data_ptr(), weight.dtype, weight.device, weight.stride(), weight._version)
+def convolve_doubled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     owner: nn.Module) -> torch.Tensor:
+    """``conv2d(double(x), weight, bias)``, padded to keep the doubled size. For a frozen 3×3
+    ``weight``, one transposed convolution whose kernel is made when the weight first comes
+    (or comes again in another dtype, layout or place) and kept on ``owner``; otherwise the
+    two steps."""
+    if weight.shape[-2:] != (3, 3) or weight.requires_grad:
+        return F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=weight.shape[-1] // 2)
+    key = derivation_key(weight)
     kept = owner.__dict__.get("_transposed")
     if kept is None or kept[0] != key:
         kept = (key, transposed_kernel(weight))

@@ -40,7 +40,7 @@ from clipgen.generators.base import Generator, GeneratorContext
 from clipgen.generators.common import clamp_with_grad, existing_file, model_option, require_multiple
 from clipgen.generators.dvae.loader import PartSource, converted_paths, entry_part, load_part
 from clipgen.generators.dvae.pickle_gate import PickleSource, import_dall_e
-from clipgen.generators.upsampling import transposed_conv_of_doubling
+from clipgen.generators.upsampling import convolve_doubled
 from clipgen.hardware import convert_frozen
 from clipgen.weights.entries.dvae import DVAE_DECODER, DVAE_ENCODER
 
@@ -166,11 +166,7 @@ def _doubling_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     (:mod:`clipgen.generators.upsampling`)."""
     res = block.res_path
     h = res.relu_2(res.conv_1(res.relu_1(x)))
-    conv = res.conv_2
-    if conv.kw == 3 and not conv.w.requires_grad:
-        h = transposed_conv_of_doubling(h.to(conv.w.dtype), conv.w, conv.b, conv)
-    else:
-        h = conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+    h = convolve_doubled(h.to(res.conv_2.w.dtype), res.conv_2.w, res.conv_2.b, res.conv_2)
     h = res.conv_4(res.relu_4(res.conv_3(res.relu_3(h))))
     return F.interpolate(block.id_path(x), scale_factor=2.0, mode="nearest") + block.post_gain * h
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from clipgen.packed_linear import PackedLinear
+from clipgen.packed_linear import PackedLinear, derivation_key
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor, code_cost: torch.Tensor | None = None) -> torch.Tensor:
@@ -32,7 +32,7 @@ class NearestCodes:
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-        key = (codebook.data_ptr(), codebook.dtype, codebook.device, codebook._version)
+        key = derivation_key(codebook)
         if self._made_for != key:
             self._weight, self._norms = -2 * codebook, (codebook * codebook).sum(1)
             self._made_for = key
